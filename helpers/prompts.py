@@ -1,0 +1,49 @@
+"""Prompts for the triage task: a bare zero-shot prompt and an XML-structured few-shot prompt."""
+
+from __future__ import annotations
+
+import json
+
+from helpers.data import gold, intents, ticket
+
+ZERO_SHOT_SYSTEM = ("Classify the customer support ticket. Reply with JSON only, with keys "
+                    "intent, urgency and order_id.")
+
+
+def xml_system_prompt() -> str:
+    """The optimised system prompt: XML sections for task, labels, rules and output format."""
+    return (
+        "<task>Triage one customer support ticket into strict JSON.</task>\n"
+        f"<intents>{', '.join(intents())}</intents>\n"
+        "<urgency>high: money taken wrongly, safety, security breach, locked out with a same-day need, "
+        "a deadline within a day, or open fury. low: pre-purchase questions or 'no rush'. "
+        "medium: everything else.</urgency>\n"
+        "<order_id>The ORD- number with 6 digits from the ticket, or null.</order_id>\n"
+        '<format>{"intent": ..., "urgency": ..., "order_id": ...} and nothing else.</format>'
+    )
+
+
+def pick_shots(pool: list[dict], k: int) -> list[dict]:
+    """k examples with distinct intents (first seen in pool order), so the shots show variety."""
+    shots, seen = [], set()
+    for rec in pool:
+        g = gold(rec)
+        if g["intent"] not in seen:
+            shots.append(rec)
+            seen.add(g["intent"])
+        if len(shots) == k:
+            break
+    return shots
+
+
+def messages(text: str, mode: str, shots: list[dict] = ()) -> list[dict]:
+    """Chat messages for one ticket: mode 'zero_shot' (bare) or 'few_shot' (XML prompt + example turns)."""
+    if mode == "zero_shot":
+        return [{"role": "system", "content": ZERO_SHOT_SYSTEM}, {"role": "user", "content": text}]
+    if mode != "few_shot":
+        raise ValueError(f"unknown prompt mode {mode!r}; use 'zero_shot' or 'few_shot'")
+    msgs = [{"role": "system", "content": xml_system_prompt()}]
+    for s in shots:
+        msgs += [{"role": "user", "content": ticket(s)},
+                 {"role": "assistant", "content": json.dumps(gold(s))}]
+    return msgs + [{"role": "user", "content": text}]

@@ -1,0 +1,171 @@
+"""Device, backend, seeds, threads, the environment line, and run folders with metrics.json."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import json
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+VERSIONED = ("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth", "vllm")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where the course runs: device, training backend, and why that backend."""
+
+    device: str
+    backend: str
+    reason: str
+    threads: int
+
+    @property
+    def label(self) -> str:
+        """Short form for plots and tables, e.g. 'CPU · PEFT+TRL'."""
+        return f"{self.device.upper()} · {self.backend}"
+
+
+def pick_device() -> str:
+    """The device cascade: cuda, then mps, then cpu."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def unsloth_importable() -> tuple[bool, str]:
+    """Whether Unsloth can be imported here, with the reason when it cannot."""
+    if importlib.util.find_spec("unsloth") is None:
+        return False, "Unsloth is not installed (pip install -e '.[gpu]')"
+    try:
+        import unsloth  # noqa: F401
+    except Exception as exc:  # Unsloth raises plain Exceptions on unsupported hardware
+        return False, f"Unsloth failed to import: {str(exc).splitlines()[0][:120]}"
+    return True, "Unsloth imported"
+
+
+def pick_backend(device: str) -> tuple[str, str]:
+    """Unsloth only with CUDA and a working import; PEFT+TRL otherwise, with the reason."""
+    if device != "cuda":
+        return "PEFT+TRL", "Unsloth needs CUDA; using the portable path"
+    ok, why = unsloth_importable()
+    return ("Unsloth", why) if ok else ("PEFT+TRL", why)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's CPU threads deliberately (default: min(2, cores), or $WORKBOOK_THREADS)."""
+    import torch
+
+    n = n or int(os.environ.get("WORKBOOK_THREADS", "0")) or min(2, os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup(seed: int = 0, threads: int | None = None) -> Runtime:
+    """Pick device and backend, set threads and seeds; call once at the top of a notebook."""
+    device = pick_device()
+    backend, reason = pick_backend(device)
+    n = set_threads(threads)
+    seed_everything(seed)
+    return Runtime(device, backend, reason, n)
+
+
+def version(pkg: str) -> str | None:
+    """Installed version of a distribution, or None."""
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return None
+
+
+def env_line(rt: Runtime) -> str:
+    """One line: package versions, device and backend (and why)."""
+    vers = " ".join(f"{p} {v}" for p in VERSIONED if (v := version(p)))
+    return f"{rt.label} ({rt.reason}) | {rt.threads} threads | Python {platform.python_version()} | {vers}"
+
+
+def repo_root() -> Path:
+    """The course checkout: $WORKBOOK_ROOT, else the nearest parent of cwd with a pyproject.toml."""
+    if os.environ.get("WORKBOOK_ROOT"):
+        return Path(os.environ["WORKBOOK_ROOT"]).resolve()
+    for p in [Path.cwd(), *Path.cwd().parents]:
+        if (p / "pyproject.toml").exists() and (p / "helpers").is_dir():
+            return p
+    return Path(__file__).resolve().parents[1]
+
+
+def _fresh(path: Path) -> Path:
+    """path itself if unused, else path-2, path-3, ...: a run folder is never overwritten."""
+    cand, k = path, 1
+    while cand.exists():
+        k += 1
+        cand = path.with_name(f"{path.name}-{k}")
+    cand.mkdir(parents=True)
+    return cand
+
+
+def run_dir(notebook: str, course_dir: str | Path = "") -> Path:
+    """A new folder for this notebook's outputs: <course_dir>/<notebook>/ or runs/<notebook>/<timestamp>/."""
+    if course_dir:
+        return _fresh(Path(course_dir) / notebook)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return _fresh(repo_root() / "runs" / notebook / stamp)
+
+
+def find_artifact(name: str, notebook: str, course_dir: str | Path = "") -> Path | None:
+    """Newest file `name` written by an earlier notebook, in this course run first, then any run."""
+    if course_dir and (hit := Path(course_dir) / notebook / name).exists():
+        return hit
+    runs = repo_root() / "runs"
+    hits = list(runs.glob(f"*/{notebook}/{name}")) + list(runs.glob(f"{notebook}/*/{name}"))
+    return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
+
+
+def _jsonable(x):
+    """Make numpy scalars and paths JSON-serialisable."""
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"metrics value of type {type(x).__name__} is not JSON-serialisable")
+
+
+def write_metrics(folder: Path, metrics: dict, rt: Runtime | None = None) -> Path:
+    """Write metrics.json in the run folder (with the environment line); return its path."""
+    payload = {"written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **metrics}
+    if rt is not None:
+        payload["environment"] = {"device": rt.device, "backend": rt.backend, "line": env_line(rt)}
+    path = Path(folder) / "metrics.json"
+    path.write_text(json.dumps(payload, indent=2, default=_jsonable), encoding="utf-8")
+    return path
+
+
+class Stopwatch:
+    """Context manager that records elapsed seconds in .seconds."""
+
+    def __enter__(self) -> "Stopwatch":
+        self.t0, self.seconds = time.perf_counter(), 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.t0

@@ -1,0 +1,58 @@
+"""helpers.claude through the real anthropic client and an httpx2 MockTransport: no network."""
+
+from __future__ import annotations
+
+import json
+
+import httpx2
+import pytest
+
+from helpers import claude
+
+
+def mock_client(replies, seen):
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        seen.append({"url": str(request.url), "body": body, "key": key})
+        text = replies[len(seen) - 1]
+        return httpx2.Response(200, json={
+            "id": f"msg_{len(seen)}", "type": "message", "role": "assistant", "model": body["model"],
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 9}})
+
+    return claude.client(http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+
+
+def test_classify_sends_system_and_turns_and_returns_text(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
+    seen = []
+    cl = mock_client(['{"intent": "order_status", "urgency": "low", "order_id": null}', " {} "], seen)
+    convs = [[{"role": "system", "content": "SYS"}, {"role": "user", "content": "where is it"}],
+             [{"role": "system", "content": "SYS"}, {"role": "user", "content": "a"},
+              {"role": "assistant", "content": "{}"}, {"role": "user", "content": "b"}]]
+    outs = claude.classify(cl, "claude-sonnet-4-6", convs)
+    assert outs == ['{"intent": "order_status", "urgency": "low", "order_id": null}', "{}"]
+    assert seen[0]["url"].endswith("/v1/messages")
+    assert seen[0]["body"]["system"] == "SYS" and seen[0]["body"]["temperature"] == 0
+    assert [m["role"] for m in seen[1]["body"]["messages"]] == ["user", "assistant", "user"]
+    assert seen[0]["key"] == "test-key-not-real"
+
+
+def test_api_errors_surface(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
+    import anthropic
+
+    def handler(request):
+        return httpx2.Response(401, json={"type": "error", "error": {"type": "authentication_error",
+                                                                     "message": "invalid x-api-key"}})
+    cl = claude.client(http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    with pytest.raises(anthropic.AuthenticationError):
+        claude.classify(cl, "claude-sonnet-4-6", [[{"role": "user", "content": "x"}]])
+
+
+def test_key_presence(monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert not claude.api_key_present()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "  ")
+    assert not claude.api_key_present()

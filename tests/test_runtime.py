@@ -1,0 +1,62 @@
+"""helpers.runtime: device, backend, threads, run folders and metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import runtime
+
+
+def test_cpu_backend_is_portable_and_says_why():
+    backend, why = runtime.pick_backend("cpu")
+    assert backend == "PEFT+TRL" and "CUDA" in why
+
+
+def test_setup_and_env_line():
+    import torch
+
+    rt = runtime.setup(seed=3, threads=1)
+    assert torch.get_num_threads() == 1
+    line = runtime.env_line(rt)
+    assert f"torch {torch.__version__}" in line and rt.backend in line
+    runtime.set_threads()
+
+
+def test_seed_everything_repeats_random_draws():
+    import torch
+
+    runtime.seed_everything(7)
+    a = torch.rand(3)
+    runtime.seed_everything(7)
+    assert torch.equal(a, torch.rand(3))
+
+
+def test_run_dir_never_overwrites(tmp_path):
+    a = runtime.run_dir("01_x", tmp_path)
+    b = runtime.run_dir("01_x", tmp_path)
+    assert a != b and a.exists() and b.exists() and b.name == "01_x-2"
+
+
+def test_find_artifact_prefers_this_course_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_ROOT", str(tmp_path))
+    (tmp_path / "runs" / "old" / "02_y").mkdir(parents=True)
+    (tmp_path / "runs" / "old" / "02_y" / "a.txt").write_text("old")
+    course = tmp_path / "runs" / "now"
+    assert runtime.find_artifact("a.txt", "02_y", course).read_text() == "old"
+    (course / "02_y").mkdir(parents=True)
+    (course / "02_y" / "a.txt").write_text("new")
+    assert runtime.find_artifact("a.txt", "02_y", course).read_text() == "new"
+    assert runtime.find_artifact("missing.txt", "02_y", course) is None
+
+
+def test_write_metrics_round_trips_numpy(tmp_path):
+    import numpy as np
+
+    rt = runtime.setup(0)
+    path = runtime.write_metrics(tmp_path, {"acc": np.float32(0.5), "n": np.int64(3)}, rt)
+    got = json.loads(path.read_text())
+    assert got["acc"] == 0.5 and got["n"] == 3 and got["environment"]["device"] == "cpu"
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        runtime.write_metrics(tmp_path, {"bad": object()})
