@@ -71,7 +71,7 @@ def check_chat(rec: object, path: str | Path, line: int) -> dict:
     return rec
 
 
-def read_jsonl(path: str | Path, strict: bool = True) -> tuple[list[dict], LoadReport]:
+def read_jsonl(path: str | Path, strict: bool = True, with_line: bool = False) -> tuple[list[dict], LoadReport]:
     """Read chat JSONL; strict raises on the first bad line, lenient drops and reports every one."""
     rows, errors = [], []
     with open(path, encoding="utf-8") as f:
@@ -82,8 +82,10 @@ def read_jsonl(path: str | Path, strict: bool = True) -> tuple[list[dict], LoadR
                 try:
                     rec = json.loads(raw)
                 except json.JSONDecodeError as exc:
-                    raise DataError(path, n, "<row>", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+                    raise DataError(path, n, "<row>", f"not valid JSON ({exc.msg}, column {exc.colno})") from None
                 rows.append(check_chat(rec, path, n))
+                if with_line:
+                    rec["_line"] = n
             except DataError as err:
                 if strict:
                     raise

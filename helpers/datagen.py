@@ -74,7 +74,8 @@ def make_ticket(rng: random.Random, family: str, intent: str, urgency: str) -> T
     fam = pb.FAMILIES[family]
     oid = f"ORD-{rng.randint(0, 999999):06d}" if rng.random() < pb.ORDER_ID_RATE[intent] else None
     cue_kind = rng.choice(pb.HIGH_KINDS[intent]) if urgency == "high" else None
-    body = [_fill(rng, fam, rng.choice(fam["cores"][intent]))]
+    core = _fill(rng, fam, rng.choice(fam["cores"][intent]))
+    body = [core]
     if oid:
         mention = rng.choice(fam["order_mentions"]).format(oid=oid)
         body.insert(rng.randint(0, 1), mention)
@@ -88,7 +89,7 @@ def make_ticket(rng: random.Random, family: str, intent: str, urgency: str) -> T
     if rng.random() < 0.1:
         sentences.insert(-1, rng.choice(["My ticket #" + str(rng.randint(1000, 99999)) + " was closed.",
                                          "Invoice INV-" + str(rng.randint(100, 9999)) + " is attached."]))
-    return Ticket(sentences, intent, urgency, oid, {"cue": cue_kind, "family": family})
+    return Ticket(sentences, intent, urgency, oid, {"cue": cue_kind, "family": family, "core": core})
 
 
 def add_typos(rng: random.Random, text: str, rate: float = 0.04, protect: tuple[str, ...] = ()) -> str:

@@ -46,3 +46,51 @@ def payback_plot(c: Costs, horizon_days: int = 60):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def funnel(steps: list[tuple[str, int]], title: str = "Rows kept after each cleaning step"):
+    """Horizontal bars of rows kept per pipeline step, top to bottom."""
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(steps) + 1))
+    names, kept = zip(*steps)
+    bars = ax.barh(range(len(steps)), kept, color="tab:blue")
+    ax.bar_label(bars, fmt="%d", fontsize=8, padding=2)
+    ax.set_yticks(range(len(steps)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("rows")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def threshold_sweep(curves: dict[str, list[tuple[float, dict]]], mark: dict[str, float]):
+    """Recall and precision against the threshold, one panel per method; dashed lines mark the chosen values."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.4), squeeze=False)
+    for ax, (method, pts) in zip(axes[0], curves.items()):
+        th = [t for t, _ in pts]
+        ax.plot(th, [s["recall"] for _, s in pts], "o-", label="recall (planted re-sends)")
+        ax.plot(th, [s["precision"] for _, s in pts], "s--", label="precision (planted only)")
+        ax.plot(th, [s["precision_with_twins"] for _, s in pts], "^-", label="precision (+ template twins)")
+        if method in mark:
+            ax.axvline(mark[method], c="grey", ls=":")
+        ax.set_xlabel("similarity threshold" + (" (cosine)" if method == "tfidf" else " (Jaccard)"))
+        ax.set_ylabel("share")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"near-dedup: {method}")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def class_balance(before: dict[str, int], after: dict[str, int], title: str):
+    """Side-by-side counts per class, before and after a step (e.g. upsampling)."""
+    keys = sorted(set(before) | set(after))
+    x = np.arange(len(keys))
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.bar(x - 0.2, [before.get(k, 0) for k in keys], 0.4, label="before")
+    ax.bar(x + 0.2, [after.get(k, 0) for k in keys], 0.4, label="after")
+    ax.set_xticks(x, keys, rotation=25, ha="right")
+    ax.set_ylabel("rows")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

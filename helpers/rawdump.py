@@ -15,6 +15,10 @@ from helpers import phrasebook as pb
 from helpers.datagen import Ticket, _record, _when, add_typos, make_ticket, sample_urgency, surface_noise
 
 RATES = {"pii": 0.15, "injection": 0.03, "wrong_label": 0.09, "format_drift": 0.06, "duplicate": 0.10}
+# A real queue is skewed: order questions dominate, account lock-outs are rare.
+INTENT_WEIGHTS = {"order_status": 0.22, "refund_request": 0.16, "billing_issue": 0.15, "technical_problem": 0.14,
+                  "shipping_change": 0.10, "cancel_subscription": 0.09, "product_question": 0.09,
+                  "account_access": 0.05}
 N_LENGTH_DEFECTS = 15   # each of: empty, whitespace-only, overlong
 N_BROKEN = 10
 OVERLONG_CHARS = 2000
@@ -82,7 +86,7 @@ def _near_copy(rng: random.Random, src: Ticket, protect: tuple[str, ...]) -> tup
     """A near-duplicate of a ticket: typo variant, reordered sentences, or a re-framed opener."""
     kind = rng.choice(["typo", "reorder", "reframe"])
     if kind == "typo":
-        text = add_typos(rng, src.text, rate=0.08, protect=protect)
+        text = add_typos(rng, src.text, rate=0.025, protect=protect)
         return (text if text != src.text else src.text.rstrip(".!") + "!!"), kind
     s = list(src.sentences)
     if kind == "reorder" and len([x for x in s[1:-1] if x]) >= 2:
@@ -99,7 +103,7 @@ def _near_copy(rng: random.Random, src: Ticket, protect: tuple[str, ...]) -> tup
 
 def _truth(rid: str, t: Ticket) -> dict:
     """An empty truth entry for one row."""
-    return {"row_id": rid, "defects": [], "true_label": t.label, "duplicate_of": None, "near_kind": None,
+    return {"row_id": rid, "defects": [], "true_label": t.label, "core": t.meta["core"], "duplicate_of": None, "near_kind": None,
             "pii": [], "label_noise": None, "drift": None, "repairable": None}
 
 
@@ -107,7 +111,7 @@ def _originals(rng: random.Random, n: int, users: list[str]) -> list[dict]:
     """Clean rows with planted PII and injections, before duplication."""
     out = []
     for i in range(n):
-        intent = rng.choice(pb.INTENTS)
+        intent = rng.choices(list(INTENT_WEIGHTS), weights=list(INTENT_WEIGHTS.values()))[0]
         t = make_ticket(rng, "train", intent, sample_urgency(rng, intent))
         truth = _truth(f"raw-{i:05d}", t)
         if rng.random() < RATES["pii"]:

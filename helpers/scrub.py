@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 STREET_WORDS = r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Way|Drive|Dr|Boulevard|Blvd|Close|Court|Place|Terrace)"
-NAME = r"[A-Z][a-zA-Z]*(?:['-][A-Z]?[a-zA-Z]+)?"
+# A capitalised word (O'Neill and Smith-Jones too) that is not a common sentence opener.
+OPENERS = r"(?!(?:You|Your|My|I|It|Its|The|This|That|Call|Ship|Text|Email|Phone|Please|Thanks|Account|Card|Contact)\b)"
+NAME = rf"{OPENERS}[A-Z](?:[a-z]+|'[A-Z][a-z]+)(?:-[A-Z][a-z]+)?"
 FULL_NAME = rf"{NAME}\s+(?:(?:van|de|da|von)\s+)?{NAME}"   # first + last name, optional particle
 
 PII_PATTERNS: dict[str, list[re.Pattern]] = {
@@ -96,9 +99,38 @@ def scrub_pii(text: str) -> tuple[str, list[Hit]]:
     return text, hits
 
 
+TRIGGER_WORDS = ("ignore", "ignora", "ignoriere", "disregard", "forget", "override", "instructions", "instrucciones",
+                 "istruzioni", "anweisungen", "instructies", "previous", "anteriores", "vorherigen", "system",
+                 "prompt", "reveal", "classify", "policy", "admin", "oubliez", "negeer", "vergiss")
+
+
+def one_edit_variants(word: str) -> set[str]:
+    """Every string one deletion, adjacent swap, substitution or insertion away from word."""
+    letters = "abcdefghijklmnopqrstuvwxyzäöüßéèçãõñ"
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    out = {a + b[1:] for a, b in splits if b}
+    out |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    out |= {a + c + b[1:] for a, b in splits if b for c in letters}
+    out |= {a + c + b for a, b in splits for c in letters}
+    return out
+
+
+@lru_cache(maxsize=1)
+def _typo_map() -> dict[str, str]:
+    """Misspelling -> trigger word, for every one-edit variant of every trigger word (built once)."""
+    return {v: t for t in TRIGGER_WORDS for v in one_edit_variants(t) if len(v) >= 5}
+
+
+def fix_trigger_typos(text: str) -> str:
+    """Rewrite words one edit away from an injection trigger word (e.g. 'insturctions') to that word."""
+    typos = _typo_map()
+    return re.sub(r"\w+", lambda m: typos.get(m.group(0).lower(), m.group(0)), text)
+
+
 def injection_match(text: str) -> str | None:
-    """The first injection-like phrase in text, or None."""
-    for pat in INJECTION_PATTERNS:
-        if m := pat.search(text):
-            return m.group(0)
+    """The first injection-like phrase in text (tolerating one typo per trigger word), or None."""
+    for candidate in (text, fix_trigger_typos(text)):
+        for pat in INJECTION_PATTERNS:
+            if m := pat.search(candidate):
+                return m.group(0)
     return None

@@ -10,7 +10,7 @@ import sys
 import nbformat
 import pytest
 
-from helpers import course
+from helpers import course, data
 
 NOTEBOOKS = course.notebooks()
 CI = course.profile("ci")
@@ -49,7 +49,35 @@ def check_01(course_dir):
     assert images(course_dir / "01_decision_check.ipynb") >= 2, "static fallback plots missing (payback, baselines)"
 
 
-CHECKS = {"01_decision_check": check_01}
+# Recall floors for notebook 02's steps; the notebook explains each one (section "Floors").
+FLOORS_02 = {"exact_dedup": 0.95, "near_dedup": 0.60, "injection": 0.90, "label_audit": 0.80, "pii": 0.95}
+
+
+def check_02(course_dir):
+    m = load_metrics(course_dir, "02_data_curation")
+    run = course_dir / "02_data_curation"
+    assert m["malformed_lines"] == m["planted_broken_lines"] and len(m["malformed_lines"]) == 10
+    for step in ("exact_dedup", "near_dedup", "injection", "label_audit"):
+        assert m[step]["recall"] >= FLOORS_02[step], (step, m[step])
+    assert m["near_dedup"]["precision_with_twins"] >= 0.9
+    assert m["injection"]["precision"] >= 0.95 and m["label_audit"]["precision"] >= 0.9
+    for kind, sc in m["pii"].items():
+        assert sc["recall"] >= FLOORS_02["pii"] and sc["precision"] >= 0.9, (kind, sc)
+    assert set(m["pii"]) == {"name", "email", "phone", "address", "card"}
+    assert m["format"]["unrepairable_dropped"] == 1.0 and m["format"]["repaired"] >= 0.95
+    assert m["users_in_both"] == 0 and m["contamination_after"] == 0 and m["contamination_before"] > 0
+    assert m["version_stable"] is True
+    assert m["label_noise_left"] < 0.01 < m["label_noise_raw"]
+    assert m["remaining_defects"]["pii_values_visible"] == 0
+    curated = data.read_jsonl(run / "curated_train.jsonl")[0]
+    assert len(curated) == m["train_rows"] > m["train_rows_before_upsampling"]
+    assert len(data.read_jsonl(run / "raw_train.jsonl", strict=False)[0]) > m["train_rows_before_upsampling"]
+    assert len((run / "review_sample.jsonl").read_text().splitlines()) == 50
+    assert m["version"] in (run / "dataset_card.md").read_text()
+    assert images(course_dir / "02_data_curation.ipynb") >= 3   # sweep, balance, funnel
+
+
+CHECKS = {"01_decision_check": check_01, "02_data_curation": check_02}
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

@@ -1,0 +1,103 @@
+"""helpers.curation and helpers.planted on tiny hand-made inputs, plus the full pipeline's stability."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import curation as cu
+from helpers import data, planted
+
+
+def row(i, text, user="u1", when="2026-01-01T00:00:00Z", answer=None):
+    ans = answer or json.dumps({"intent": "order_status", "urgency": "low", "order_id": None})
+    return {"id": f"r{i}", "user_id": user, "created_at": when, "text": text, "answer": ans, "line": i}
+
+
+def test_load_raw_reports_malformed_lines_and_drops_with_reasons(tmp_path):
+    good = {"id": "a", "user_id": "u", "created_at": "t", "messages": [{"role": "user", "content": "hi"},
+                                                                       {"role": "assistant", "content": "{}"}]}
+    lines = [json.dumps(good), '{"id": "b", "messages": [', json.dumps({**good, "id": "c", "messages": [
+        {"role": "user", "content": "   "}, {"role": "assistant", "content": "{}"}]}),
+        json.dumps({**good, "id": "d", "messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "{}"}]}),
+        json.dumps({**good, "id": "e", "messages": [{"role": "user", "content": "x" * 2500}, {"role": "assistant", "content": "{}"}]})]
+    p = tmp_path / "dump.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    rows, rep, errors = cu.load_raw(p)
+    assert [r["id"] for r in rows] == ["a"]
+    assert [e.line for e in errors] == [2, 4] and "messages[0].role" in str(errors[1])
+    assert rep.dropped == {"malformed line": 2, "empty or whitespace": 1, "overlong (> 2000 chars)": 1}
+    assert rep.n_in == 5 and rep.kept == 1
+
+
+def test_exact_dedup_keeps_the_earliest():
+    rows = [row(1, "Where is my order?", when="2026-01-02"), row(2, "where is my  order", when="2026-01-01")]
+    kept, rep = cu.exact_dedup(rows)
+    assert [r["id"] for r in kept] == ["r2"] and rep.dropped_ids == ["r1"]
+
+
+@pytest.mark.parametrize("method, threshold", [("tfidf", 0.85), ("minhash", 0.5)])
+@pytest.mark.parametrize("variant", ["typo", "reorder"])
+def test_near_dedup_catches_typo_and_reorder(method, threshold, variant):
+    base = "Hello, my Nimbus standing desk arrived broken. I want a refund. My order number is ORD-123456. Thanks"
+    copy = {"typo": base.replace("arrived", "arived"),
+            "reorder": "Hello, I want a refund. my Nimbus standing desk arrived broken. My order number is ORD-123456. Thanks"}
+    background = [row(100 + i, data.ticket(r), when="0") for i, r in enumerate(data.load_split("train", 30))]
+    rows = background + [row(1, base, when="1"), row(2, copy[variant], when="2")]
+    kept, rep = cu.near_dedup(rows, method, threshold)
+    assert "r2" in rep.dropped_ids and "r1" not in rep.dropped_ids
+
+
+def test_near_dedup_never_merges_different_orders():
+    rows = [row(1, "Where is my order ORD-111111? It is late.", when="1"),
+            row(2, "Where is my order ORD-222222? It is late.", when="2")]
+    kept, _ = cu.near_dedup(rows, "tfidf", 0.5)
+    assert len(kept) == 2
+
+
+def test_split_by_user_and_contamination():
+    rows = [row(i, f"ticket number {i} about product {i % 7}", user=f"u{i % 10}") for i in range(60)]
+    for r in rows:
+        r["label"] = {"intent": "order_status", "urgency": "low", "order_id": None}
+    train, ev = cu.split_by_user(rows, 0.2, seed=0)
+    assert not {r["user_id"] for r in train} & {r["user_id"] for r in ev}
+    twin = {**ev[0], "id": "twin", "user_id": "other"}
+    assert cu.contamination(train + [twin], ev)
+    clean, rep = cu.decontaminate(train + [twin], ev)
+    assert "twin" in rep.dropped_ids and not cu.contamination(clean, ev)
+
+
+def test_upsample_repeats_rare_long_and_ambiguous():
+    rows = []
+    for i in range(20):
+        intent = "order_status" if i < 16 else "account_access"
+        rows.append({**row(i, "short" if i != 5 else "a much longer ticket " * 10),
+                     "label": {"intent": intent, "urgency": "low", "order_id": None}})
+    out, info = cu.upsample(rows, ambiguous={"r3"}, factor=2, seed=0)
+    counts = {r["id"]: sum(o["id"] == r["id"] for o in out) for r in rows}
+    assert info["rare_intents"] == ["account_access"]
+    assert all(counts[f"r{i}"] == 2 for i in (3, 5, 16, 17, 18, 19)) and counts["r0"] == 1
+
+
+def test_version_hash_changes_with_content():
+    a = [{**row(1, "x"), "label": {"intent": "order_status"}}]
+    b = [{**row(1, "y"), "label": {"intent": "order_status"}}]
+    assert cu.version_hash(a) == cu.version_hash([dict(a[0])]) != cu.version_hash(b)
+
+
+def test_full_pipeline_is_deterministic_and_leak_free():
+    raw = data.data_dir() / "raw_dump.jsonl"
+    a, b = cu.curate(raw, seed=0), cu.curate(raw, seed=0)
+    assert a.version == b.version
+    assert not {r["user_id"] for r in a.train} & {r["user_id"] for r in a.eval}
+    assert not cu.contamination(a.train, a.eval)
+    truth = planted.load_truth(data.data_dir() / "raw_dump_truth.jsonl")
+    assert [e.line for e in a.malformed] == sorted(t["line"] for t in truth.values() if "broken_line" in t["defects"])
+    left = planted.remaining_defects(a.train + a.eval, truth)
+    assert left["pii_values_visible"] == 0 and left["wrong_labels"] / len(a.train) < 0.01
+
+
+def test_recall_precision_edges():
+    assert cu.recall_precision(set(), set()) == {"recall": 1.0, "precision": 1.0, "flagged": 0, "planted": 0}
+    assert cu.recall_precision({"a", "b"}, {"a", "c"})["recall"] == 0.5
