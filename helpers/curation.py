@@ -285,6 +285,7 @@ class Curated:
 
     train: list[dict]
     eval: list[dict]
+    loaded: list[dict]
     quarantined: list[dict]
     reports: list[StepReport]
     malformed: list
@@ -296,6 +297,7 @@ def curate(raw_path: str | Path, seed: int = 0, near_method: str = "tfidf", near
            audit_threshold: float = 0.6, eval_frac: float = 0.15, factor: int = 2) -> Curated:
     """Run every cleaning step in order; same input and arguments give the same version hash."""
     rows, rep_load, malformed = load_raw(raw_path)
+    loaded = rows
     rows, rep_exact = exact_dedup(rows)
     rows, rep_near = near_dedup(rows, near_method, near_threshold)
     rows, rep_pii, _ = scrub_rows(rows)
@@ -307,4 +309,21 @@ def curate(raw_path: str | Path, seed: int = 0, near_method: str = "tfidf", near
     ambiguous = ambiguous_ids(train, audit["confidence"])
     train_up, ups = upsample(train, ambiguous, factor, seed)
     reports = [rep_load, rep_exact, rep_near, rep_pii, rep_inj, rep_audit, rep_fmt, rep_decon]
-    return Curated(train_up, ev, quarantined, reports, malformed, ups, version_hash(train_up + ev))
+    return Curated(train_up, ev, loaded, quarantined, reports, malformed, ups, version_hash(train_up + ev))
+
+
+def write_exports(folder: Path, train: list[dict], ev: list[dict], loaded: list[dict], quarantined: list[dict]) -> dict:
+    """Write curated_train/curated_eval (chat JSONL), raw_train (the same task, uncleaned, minus eval users), quarantine."""
+    from helpers.datagen import write_jsonl
+
+    eval_users = {r["user_id"] for r in ev}
+    raw = [{"id": r["id"], "user_id": r["user_id"], "created_at": r["created_at"],
+            "messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": r["answer"]}]}
+           for r in loaded if r["user_id"] not in eval_users]
+    files = {"curated_train": [to_chat(r) for r in train], "curated_eval": [to_chat(r) for r in ev],
+             "raw_train": raw, "quarantine": quarantined}
+    paths = {}
+    for name, rows in files.items():
+        paths[name] = Path(folder) / f"{name}.jsonl"
+        write_jsonl(paths[name], rows)
+    return paths

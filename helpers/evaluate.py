@@ -106,3 +106,13 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
         for i, t in zip(idx, texts):
             out[i] = t.strip()
     return out
+
+
+def evaluate_model(model, tok, rows: list[dict], mode: str = "zero_shot", shots: list[dict] = (),
+                   max_new_tokens: int = 48, batch_size: int = 16, desc: str = "eval") -> tuple[list[str], dict]:
+    """Generate for chat records with a prompt mode ('zero_shot' = the short system prompt) and score them."""
+    from helpers.data import gold, ticket
+    from helpers.prompts import messages
+
+    outs = generate(model, tok, [messages(ticket(r), mode, shots) for r in rows], max_new_tokens, batch_size, desc=desc)
+    return outs, score(outs, [gold(r) for r in rows])

@@ -10,6 +10,12 @@ ZERO_SHOT_SYSTEM = ("Classify the customer support ticket. Reply with JSON only,
                     "intent, urgency and order_id.")
 
 
+def train_system_prompt() -> str:
+    """The compact prompt the fine-tuned model is trained and served with: the label set, no examples."""
+    return (f"Triage the support ticket. Reply with JSON only: intent ({'|'.join(intents())}), "
+            'urgency (low|medium|high), order_id ("ORD-" and 6 digits from the ticket, or null).')
+
+
 def xml_system_prompt() -> str:
     """The optimised system prompt: XML sections for task, labels, rules and output format."""
     return (
@@ -37,11 +43,13 @@ def pick_shots(pool: list[dict], k: int) -> list[dict]:
 
 
 def messages(text: str, mode: str, shots: list[dict] = ()) -> list[dict]:
-    """Chat messages for one ticket: mode 'zero_shot' (bare) or 'few_shot' (XML prompt + example turns)."""
+    """Chat messages for one ticket: 'zero_shot' (bare), 'trained' (compact label prompt) or 'few_shot' (XML + examples)."""
     if mode == "zero_shot":
         return [{"role": "system", "content": ZERO_SHOT_SYSTEM}, {"role": "user", "content": text}]
+    if mode == "trained":
+        return [{"role": "system", "content": train_system_prompt()}, {"role": "user", "content": text}]
     if mode != "few_shot":
-        raise ValueError(f"unknown prompt mode {mode!r}; use 'zero_shot' or 'few_shot'")
+        raise ValueError(f"unknown prompt mode {mode!r}; use 'zero_shot', 'trained' or 'few_shot'")
     msgs = [{"role": "system", "content": xml_system_prompt()}]
     for s in shots:
         msgs += [{"role": "user", "content": ticket(s)},
