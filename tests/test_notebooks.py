@@ -88,7 +88,7 @@ def check_03(course_dir):
     g = m["update_growth_r4_to_r64"]
     assert g["alpha=16 fixed"] < 1 < g["alpha=r"] and 0.7 < g["rsLoRA, alpha=16"] < 1.4
     assert 35 < m["memory_70b_qlora"]["weights"] < 38 and m["memory_70b_qlora"]["total"] < 48
-    assert images(course_dir / "03_lora_math.ipynb") >= 4
+    assert images(course_dir / "03_lora_math.ipynb") >= 3   # rank energy, alpha, slider read-out
 
 
 def check_04(course_dir):
