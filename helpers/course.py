@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from helpers.runtime import repo_root
+from helpers.runtime import fresh_dir, repo_root
 
 RECIPE_TAG = "copy-into-project"
 
@@ -28,13 +28,7 @@ def profile(name: str) -> dict[str, dict]:
 def new_course_dir(tag: str = "") -> Path:
     """A new runs/<timestamp>[-tag]/ folder for one pass over the course."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = repo_root() / "runs" / (stamp + (f"-{tag}" if tag else ""))
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
+    return fresh_dir(repo_root() / "runs" / (stamp + (f"-{tag}" if tag else "")))
 
 
 def execute(nb: Path, course_dir: Path, params: dict) -> float:

@@ -114,7 +114,7 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def _fresh(path: Path) -> Path:
+def fresh_dir(path: Path) -> Path:
     """path itself if unused, else path-2, path-3, ...: a run folder is never overwritten."""
     cand, k = path, 1
     while cand.exists():
@@ -127,9 +127,9 @@ def _fresh(path: Path) -> Path:
 def run_dir(notebook: str, course_dir: str | Path = "") -> Path:
     """A new folder for this notebook's outputs: <course_dir>/<notebook>/ or runs/<notebook>/<timestamp>/."""
     if course_dir:
-        return _fresh(Path(course_dir) / notebook)
+        return fresh_dir(Path(course_dir) / notebook)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return _fresh(repo_root() / "runs" / notebook / stamp)
+    return fresh_dir(repo_root() / "runs" / notebook / stamp)
 
 
 def find_artifact(name: str, notebook: str, course_dir: str | Path = "") -> Path | None:

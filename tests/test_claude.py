@@ -56,3 +56,18 @@ def test_key_presence(monkeypatch):
     assert not claude.api_key_present()
     monkeypatch.setenv("ANTHROPIC_API_KEY", "  ")
     assert not claude.api_key_present()
+
+
+def test_claude_judge_flags_bad_labels_through_the_real_client(monkeypatch):
+    from helpers import labels
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
+    seen = []
+    cl = mock_client(["GOOD", "BAD - the ticket is about a refund", "bad"], seen)
+    pairs = [("where is ORD-123456", {"intent": "order_status", "urgency": "medium", "order_id": "ORD-123456"}),
+             ("refund me", {"intent": "order_status", "urgency": "low", "order_id": None}),
+             ("hi", {"intent": "billing_issue", "urgency": "low", "order_id": None})]
+    assert labels.claude_judge(cl, "claude-sonnet-4-6", "RULES", pairs) == [False, True, True]
+    body = seen[1]["body"]
+    assert body["system"].endswith("RULES") and "<ticket>refund me</ticket>" in body["messages"][0]["content"]
+    assert body["max_tokens"] == 5
