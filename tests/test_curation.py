@@ -101,3 +101,10 @@ def test_full_pipeline_is_deterministic_and_leak_free():
 def test_recall_precision_edges():
     assert cu.recall_precision(set(), set()) == {"recall": 1.0, "precision": 1.0, "flagged": 0, "planted": 0}
     assert cu.recall_precision({"a", "b"}, {"a", "c"})["recall"] == 0.5
+
+
+def test_split_by_time_puts_the_latest_rows_in_eval():
+    rows = [row(i, f"t{i}", user=f"u{i % 3}", when=f"2026-01-{i + 1:02d}") for i in range(20)]
+    train, ev = cu.split_by_time(rows, 0.25)
+    assert len(ev) == 5 and max(r["created_at"] for r in train) < min(r["created_at"] for r in ev)
+    assert {r["user_id"] for r in train} & {r["user_id"] for r in ev}   # a time split does not separate users
