@@ -99,7 +99,7 @@ def minhash_pairs(texts: list[str], threshold: float = 0.7, num_perm: int = 128,
     """Candidate near-duplicate pairs (i < j) from MinHash LSH over word 3-shingles."""
     from datasketch import MinHash, MinHashLSH
 
-    lsh, hashes, pairs = MinHashLSH(threshold=threshold, num_perm=num_perm), [], set()
+    lsh, pairs = MinHashLSH(threshold=threshold, num_perm=num_perm), set()
     for i, t in enumerate(texts):
         words = normalise(t).split()
         m = MinHash(num_perm=num_perm, seed=seed)
@@ -108,7 +108,6 @@ def minhash_pairs(texts: list[str], threshold: float = 0.7, num_perm: int = 128,
         for j in lsh.query(m):
             pairs.add((j, i))
         lsh.insert(i, m)
-        hashes.append(m)
     return pairs
 
 

@@ -25,7 +25,7 @@ class Parsed:
     error: str | None
 
 
-def _first_object(text: str) -> dict | None:
+def first_object(text: str) -> dict | None:
     """The first balanced {...} in text that parses as a JSON object (lenient extraction)."""
     start = text.find("{")
     while start != -1:
@@ -50,7 +50,7 @@ def parse_output(text: str) -> Parsed:
     except json.JSONDecodeError:
         obj, strict = None, False
     if not strict:
-        obj = _first_object(text)
+        obj = first_object(text)
         return Parsed(obj, False, False, "not a bare JSON object" if obj else "no JSON object found")
     errs = sorted(Draft202012Validator(schema()).iter_errors(obj), key=lambda e: list(e.path))
     return Parsed(obj, True, not errs, errs[0].message if errs else None)

@@ -11,7 +11,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from helpers.data import schema
-from helpers.evaluate import _first_object
+from helpers.evaluate import first_object
 
 KEY_ALIASES = {"category": "intent", "intent_label": "intent", "type": "intent", "priority": "urgency",
                "severity": "urgency", "order": "order_id", "orderid": "order_id", "order_number": "order_id"}
@@ -26,7 +26,7 @@ def _as_dict(text: str) -> tuple[dict | None, str]:
             return obj, "json"
     except json.JSONDecodeError:
         pass
-    if (obj := _first_object(text)) is not None:
+    if (obj := first_object(text)) is not None:
         return obj, "embedded_json"
     try:
         obj = ast.literal_eval(text)

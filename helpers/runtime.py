@@ -8,7 +8,6 @@ import json
 import os
 import platform
 import random
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -158,14 +157,3 @@ def write_metrics(folder: Path, metrics: dict, rt: Runtime | None = None) -> Pat
     path = Path(folder) / "metrics.json"
     path.write_text(json.dumps(payload, indent=2, default=_jsonable), encoding="utf-8")
     return path
-
-
-class Stopwatch:
-    """Context manager that records elapsed seconds in .seconds."""
-
-    def __enter__(self) -> "Stopwatch":
-        self.t0, self.seconds = time.perf_counter(), 0.0
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.seconds = time.perf_counter() - self.t0
