@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
-.PHONY: setup course test lab data clean-runs
+.PHONY: setup course test lab data bench clean-runs
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ test: setup
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
+
+bench: setup
+	$(PY) bench/sft_throughput.py
 
 data: setup
 	$(PY) -m helpers.datagen data

@@ -18,10 +18,8 @@ import numpy as np
 
 from helpers import labels as lab
 from helpers import scrub
-from helpers.data import read_jsonl
+from helpers.data import MAX_TICKET_CHARS, ORDER_ID, read_jsonl, write_jsonl
 
-MAX_CHARS = 2000
-ORDER_ID = re.compile(r"ORD-\d{6}")
 
 
 @dataclass
@@ -57,8 +55,8 @@ def load_raw(path: str | Path) -> tuple[list[dict], StepReport, list]:
     for r in rows:
         if not r["text"].strip():
             reasons[r["id"]] = "empty or whitespace"
-        elif len(r["text"]) > MAX_CHARS:
-            reasons[r["id"]] = f"overlong (> {MAX_CHARS} chars)"
+        elif len(r["text"]) > MAX_TICKET_CHARS:
+            reasons[r["id"]] = f"overlong (> {MAX_TICKET_CHARS} chars)"
     kept = [r for r in rows if r["id"] not in reasons]
     rep = _report("load+validate", rows, kept, reasons)
     rep.n_in += len(load.errors)
@@ -159,7 +157,7 @@ def quarantine_injections(rows: list[dict]) -> tuple[list[dict], StepReport, lis
     return kept, _report("injection scan", rows, kept, reasons), quarantined
 
 
-def audit_labels(rows: list[dict], seed: int = 0, threshold: float = 0.6) -> tuple[list[dict], StepReport, dict]:
+def audit_labels(rows: list[dict], seed: int = 0, threshold: float = 0.5) -> tuple[list[dict], StepReport, dict]:
     """Drop rows whose intent or urgency label a cross-validated classifier confidently disputes.
 
     Returns the kept rows, the report, and {"suggestions": per flagged row, "confidence": per audited row
@@ -293,7 +291,7 @@ class Curated:
 
 
 def curate(raw_path: str | Path, seed: int = 0, near_method: str = "tfidf", near_threshold: float = 0.85,
-           audit_threshold: float = 0.6, eval_frac: float = 0.15, factor: int = 2) -> Curated:
+           audit_threshold: float = 0.5, eval_frac: float = 0.15, factor: int = 2) -> Curated:
     """Run every cleaning step in order; same input and arguments give the same version hash."""
     rows, rep_load, malformed = load_raw(raw_path)
     loaded = rows
@@ -313,8 +311,6 @@ def curate(raw_path: str | Path, seed: int = 0, near_method: str = "tfidf", near
 
 def write_exports(folder: Path, train: list[dict], ev: list[dict], loaded: list[dict], quarantined: list[dict]) -> dict:
     """Write curated_train/curated_eval (chat JSONL), raw_train (the same task, uncleaned, minus eval users), quarantine."""
-    from helpers.datagen import write_jsonl
-
     eval_users = {r["user_id"] for r in ev}
     raw = [{"id": r["id"], "user_id": r["user_id"], "created_at": r["created_at"],
             "messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": r["answer"]}]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 from helpers.runtime import repo_root
 
 ROLES = ("system", "user", "assistant")
+ORDER_ID = re.compile(r"\bORD-\d{6}\b")   # the one order-id pattern: "ORD-" and six digits
+MAX_TICKET_CHARS = 2000                     # longer rows are export accidents (logs pasted in), not tickets
 
 
 class DataError(ValueError):
@@ -91,6 +94,13 @@ def read_jsonl(path: str | Path, strict: bool = True, with_line: bool = False) -
                     raise
                 errors.append(err)
     return rows, LoadReport(str(path), len(rows), errors)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write rows as UTF-8 JSON lines, keys in insertion order."""
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
 def load_split(name: str, limit: int | None = None) -> list[dict]:

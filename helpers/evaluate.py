@@ -116,3 +116,28 @@ def evaluate_model(model, tok, rows: list[dict], mode: str = "zero_shot", shots:
 
     outs = generate(model, tok, [messages(ticket(r), mode, shots) for r in rows], max_new_tokens, batch_size, desc=desc)
     return outs, score(outs, [gold(r) for r in rows])
+
+
+def order_id_report(outputs: list[str], rows: list[dict]) -> dict:
+    """Order-id accuracy on the tickets that contain one, and how often the model answered null there."""
+    from helpers.data import gold
+
+    hits = [(parse_output(o).obj or {}, gold(r)["order_id"]) for o, r in zip(outputs, rows) if gold(r)["order_id"]]
+    n = len(hits)
+    return {"with_id": n, "accuracy": sum(p.get("order_id") == g for p, g in hits) / n if n else None,
+            "null_when_present": sum(p.get("order_id") is None for p, g in hits)}
+
+
+def misses(outputs: list[str], rows: list[dict], limit: int = 8) -> list[dict]:
+    """The first wrong answers, with the ticket, the output and the fields that differ."""
+    from helpers.data import gold, ticket
+
+    out = []
+    for o, r in zip(outputs, rows):
+        p, g = parse_output(o).obj or {}, gold(r)
+        wrong = [f for f in FIELDS if p.get(f) != g[f]]
+        if wrong:
+            out.append({"ticket": ticket(r)[:90], "output": o[:90], "wrong": ", ".join(wrong)})
+        if len(out) == limit:
+            break
+    return out

@@ -10,6 +10,7 @@ from torch import nn
 
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
+ALL_LINEAR = ATTN + MLP   # what PEFT's "all-linear" selects on Llama-style models
 
 
 class LoRALinear(nn.Module):
@@ -85,7 +86,7 @@ BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1, "nf4": 0.5}
 
 
 def memory_gb(arch: Arch, method: str, optimizer: str = "adamw32", seq: int = 2048, batch: int = 1,
-              grad_ckpt: bool = True, r: int = 16, targets: tuple[str, ...] = ATTN + MLP,
+              grad_ckpt: bool = True, r: int = 16, targets: tuple[str, ...] = ALL_LINEAR,
               double_quant: bool = True) -> dict[str, float]:
     """Training memory in GB for 'full', 'lora' (bf16 base) or 'qlora' (NF4 base): weights, grads, optimizer, activations."""
     n, gb = arch.params, 1e9

@@ -11,7 +11,14 @@ ZERO_SHOT_SYSTEM = ("Classify the customer support ticket. Reply with JSON only,
 
 
 def train_system_prompt() -> str:
-    """The compact prompt the fine-tuned model is trained and served with: the label set, no examples."""
+    """The one-line prompt the fine-tuned model is trained and served with (from the SFT recipe file)."""
+    from helpers.train import load_recipe
+
+    return load_recipe().system_prompt
+
+
+def label_list_prompt() -> str:
+    """The earlier trained prompt, which spells out the label set (~60 tokens more per row); kept to compare."""
     return (f"Triage the support ticket. Reply with JSON only: intent ({'|'.join(intents())}), "
             'urgency (low|medium|high), order_id ("ORD-" and 6 digits from the ticket, or null).')
 
@@ -43,7 +50,7 @@ def pick_shots(pool: list[dict], k: int) -> list[dict]:
 
 
 def messages(text: str, mode: str, shots: list[dict] = ()) -> list[dict]:
-    """Chat messages for one ticket: 'zero_shot' (bare), 'trained' (compact label prompt) or 'few_shot' (XML + examples)."""
+    """Chat messages for one ticket: 'zero_shot' (bare), 'trained' (the recipe's one-line prompt) or 'few_shot' (XML + examples)."""
     if mode == "zero_shot":
         return [{"role": "system", "content": ZERO_SHOT_SYSTEM}, {"role": "user", "content": text}]
     if mode == "trained":

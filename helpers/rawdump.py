@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from helpers import phrasebook as pb
-from helpers.datagen import Ticket, _record, _when, add_typos, make_ticket, sample_urgency, surface_noise
+from helpers.data import MAX_TICKET_CHARS
+from helpers.tickets import Ticket, add_typos, make_ticket, record, sample_urgency, surface_noise, when
 
 RATES = {"pii": 0.15, "injection": 0.03, "wrong_label": 0.09, "format_drift": 0.06, "duplicate": 0.10}
 # A real queue is skewed: order questions dominate, account lock-outs are rare.
@@ -21,7 +22,6 @@ INTENT_WEIGHTS = {"order_status": 0.22, "refund_request": 0.16, "billing_issue":
                   "account_access": 0.05}
 N_LENGTH_DEFECTS = 15   # each of: empty, whitespace-only, overlong
 N_BROKEN = 10
-OVERLONG_CHARS = 2000
 
 
 def luhn_complete(rng: random.Random, prefix: str = "4") -> str:
@@ -121,7 +121,7 @@ def _originals(rng: random.Random, n: int, users: list[str]) -> list[dict]:
             t.sentences.insert(rng.randint(1, len(t.sentences)), rng.choice(pb.INJECTIONS))
             truth["defects"].append("injection")
         text = surface_noise(rng, t) if not truth["pii"] else t.text
-        out.append({"t": t, "text": text, "user": rng.choice(users), "when": _when(rng), "truth": truth})
+        out.append({"t": t, "text": text, "user": rng.choice(users), "when": when(rng), "truth": truth})
     return out
 
 
@@ -189,7 +189,7 @@ def make_raw_dump(data_dir: Path, n: int, seed: int) -> int:
     broken = set(rng.sample(range(n), N_BROKEN))
     lines, truths = [], []
     for i, r in enumerate(rows):
-        rec = _record(r["truth"]["row_id"], r["user"], r["when"], r["text"], _answer(rng, r))
+        rec = record(r["truth"]["row_id"], r["user"], r["when"], r["text"], _answer(rng, r))
         line = json.dumps(rec, ensure_ascii=False)
         if i in broken:
             line = line[: int(len(line) * 0.6)]
@@ -217,7 +217,7 @@ def raw_card(truths: list[dict]) -> str:
         "`raw_dump_truth.jsonl` lists, per line, every defect the generator planted; the notebook "
         "reads it only to score its own cleaning steps.", "",
         f"- lines: {len(truths)}, drawn from 900 user ids (a user can have several tickets)",
-        f"- overlong means more than {OVERLONG_CHARS} characters",
+        f"- overlong means more than {MAX_TICKET_CHARS} characters",
         f"- planted defects (a row can carry several): {dict(sorted(tally.items()))}",
         "- generator: `helpers.rawdump.make_raw_dump` (seed 44), called by `python -m helpers.datagen`",
         "- synthetic: the names, e-mails, phones, addresses and card numbers are invented "

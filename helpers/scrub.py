@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from helpers.data import ORDER_ID
+
 STREET_WORDS = r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Way|Drive|Dr|Boulevard|Blvd|Close|Court|Place|Terrace)"
 # A capitalised word (O'Neill and Smith-Jones too) that is not a common sentence opener.
 OPENERS = r"(?!(?:You|Your|My|I|It|Its|The|This|That|Call|Ship|Text|Email|Phone|Please|Thanks|Account|Card|Contact)\b)"
@@ -32,7 +34,6 @@ PII_PATTERNS: dict[str, list[re.Pattern]] = {
     ],
 }
 PLACEHOLDER = {"email": "<EMAIL>", "card": "<CARD>", "phone": "<PHONE>", "address": "<ADDRESS>", "name": "<NAME>"}
-ORDER_ID = re.compile(r"\bORD-\d{6}\b")
 
 INJECTION_PATTERNS = [re.compile(p, re.IGNORECASE) for p in [
     r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules|prompt|schema|guidelines)\b",

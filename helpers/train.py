@@ -3,32 +3,45 @@
 from __future__ import annotations
 
 import json
+import random
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
 from helpers.data import ticket
+from helpers.lora import ALL_LINEAR
+
+
+RECIPE_PATH = Path(__file__).with_name("recipes") / "sft.yaml"
+
+
+class RecipeError(ValueError):
+    """A recipe file or override that does not fit SFTRecipe, named by file and field."""
 
 
 @dataclass
 class SFTRecipe:
-    """The seeds' LoRA defaults (r=16, alpha=r, all linear layers); lr and schedule are the learner's to tune."""
+    """Notebook 04's training recipe; its values live in helpers/recipes/sft.yaml (use load_recipe)."""
 
-    rank: int = 16
-    alpha: int = 16
-    dropout: float = 0.0
-    targets: str | tuple[str, ...] = "all-linear"
-    lr: float = 2e-4
-    scheduler: str = "constant"
-    steps: int = 100
-    batch: int = 8
-    grad_accum: int = 1
-    max_length: int = 256
-    load_in_4bit: bool = True
-    seed: int = 0
+    system_prompt: str
+    rank: int
+    alpha: int
+    dropout: float
+    targets: str | tuple[str, ...]
+    lr: float
+    scheduler: str
+    warmup_steps: int | float
+    steps: int
+    batch: int
+    grad_accum: int
+    max_length: int
+    sampling: str
+    activation_checkpointing: bool
+    load_in_4bit: bool | str
+    seed: int
     save_steps: tuple[int, ...] = ()
     eval_steps: int = 0
 
@@ -36,30 +49,112 @@ class SFTRecipe:
         """JSON-friendly view for model cards and metrics."""
         d = asdict(self)
         d["targets"] = d["targets"] if isinstance(d["targets"], str) else list(d["targets"])
+        d["save_steps"] = list(d["save_steps"])
         return d
 
+    def four_bit(self, device: str) -> bool:
+        """Whether to load an NF4 base: 'auto' means on CUDA only."""
+        return device == "cuda" if self.load_in_4bit == "auto" else bool(self.load_in_4bit)
 
-def lora_config(rc: SFTRecipe):
-    """The PEFT LoraConfig of a recipe."""
+
+def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
+    """The YAML recipe with overrides applied; unknown or mistyped fields raise RecipeError naming them."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    names = {f.name: f for f in fields(SFTRecipe)}
+    for where, values in ((str(path), raw), ("override", overrides)):
+        for key in values:
+            if key not in names:
+                raise RecipeError(f"{where}: unknown recipe field '{key}'; known: {', '.join(names)}")
+    merged = {**raw, **overrides}
+    missing = [n for n, f in names.items() if n not in merged and f.default is MISSING]
+    if missing:
+        raise RecipeError(f"{path}: missing recipe field(s) {', '.join(missing)}")
+    for key in ("rank", "alpha", "steps", "batch", "grad_accum", "max_length", "seed"):
+        if not isinstance(merged[key], int) or isinstance(merged[key], bool):
+            raise RecipeError(f"{path}: field '{key}' must be an integer, got {merged[key]!r}")
+    if isinstance(merged["targets"], list):
+        merged["targets"] = tuple(merged["targets"])
+    merged["save_steps"] = tuple(merged.get("save_steps", ()))
+    return SFTRecipe(**merged)
+
+
+def target_modules(recipe: SFTRecipe) -> list[str]:
+    """The projections LoRA wraps, spelled out ('all-linear' becomes helpers.lora.ALL_LINEAR)."""
+    return list(ALL_LINEAR) if recipe.targets == "all-linear" else list(recipe.targets)
+
+
+def lora_config(recipe: SFTRecipe):
+    """The PEFT LoraConfig of a recipe (notebook 04 writes the same call out in its own cell)."""
     from peft import LoraConfig
 
-    targets = rc.targets if isinstance(rc.targets, str) else list(rc.targets)
-    return LoraConfig(r=rc.rank, lora_alpha=rc.alpha, lora_dropout=rc.dropout, target_modules=targets,
+    targets = recipe.targets if isinstance(recipe.targets, str) else list(recipe.targets)
+    return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
 
 
-def sft_config(rc: SFTRecipe, out_dir: Path, device: str):
+def sft_config(recipe: SFTRecipe, out_dir: Path, device: str):
     """TRL SFTConfig: fp32 with use_cpu on CPU (bf16 ran ~15x slower here), bf16 + 8-bit AdamW on CUDA."""
     from trl import SFTConfig
 
     cpu = device == "cpu"
     return SFTConfig(
-        output_dir=str(out_dir), max_steps=rc.steps, per_device_train_batch_size=rc.batch,
-        gradient_accumulation_steps=rc.grad_accum, learning_rate=rc.lr, lr_scheduler_type=rc.scheduler,
-        logging_steps=1, seed=rc.seed, data_seed=rc.seed, max_length=rc.max_length, report_to=[],
+        output_dir=str(out_dir), max_steps=recipe.steps, per_device_train_batch_size=recipe.batch,
+        gradient_accumulation_steps=recipe.grad_accum, learning_rate=recipe.lr,
+        lr_scheduler_type=recipe.scheduler, warmup_steps=recipe.warmup_steps, max_length=recipe.max_length,
+        train_sampling_strategy=sampler_for(recipe), **{CHECKPOINTING: recipe.activation_checkpointing},
+        seed=recipe.seed, data_seed=recipe.seed, logging_steps=1, report_to=[],
         use_cpu=cpu, bf16=not cpu and torch.cuda.is_bf16_supported(), optim="adamw_torch" if cpu else "adamw_8bit",
-        save_strategy="no", eval_strategy="steps" if rc.eval_steps else "no", eval_steps=rc.eval_steps or None,
-        per_device_eval_batch_size=rc.batch, dataloader_num_workers=0, disable_tqdm=False)
+        save_strategy="no", eval_strategy="steps" if recipe.eval_steps else "no",
+        eval_steps=recipe.eval_steps or None, per_device_eval_batch_size=recipe.batch, dataloader_num_workers=0)
+
+
+def _checkpointing_arg() -> str:
+    """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; use the name this install has."""
+    from transformers import TrainingArguments
+
+    return "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
+        else "gradient_checkpointing"
+
+
+CHECKPOINTING = _checkpointing_arg()
+SHARED_ARGS = ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+               "lr_scheduler_type", "warmup_steps", "max_length", "train_sampling_strategy", CHECKPOINTING, "seed")
+
+
+def trained_with(trainer) -> dict:
+    """The values a trainer really uses, in recipe terms (for metrics and the agreement test)."""
+    args = trainer.args
+    peft_cfg = getattr(trainer.model, "peft_config", {}).get("default")
+    out = {k: getattr(args, k) for k in SHARED_ARGS}
+    out["lr_scheduler_type"] = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+    if peft_cfg is not None:
+        out.update(r=peft_cfg.r, lora_alpha=peft_cfg.lora_alpha, lora_dropout=peft_cfg.lora_dropout,
+                   target_modules=sorted(peft_cfg.target_modules))
+    return out
+
+
+def expected_args(recipe: SFTRecipe) -> dict:
+    """What trained_with() must report for a trainer built from this recipe."""
+    return {"max_steps": recipe.steps, "per_device_train_batch_size": recipe.batch,
+            "gradient_accumulation_steps": recipe.grad_accum, "learning_rate": recipe.lr,
+            "lr_scheduler_type": recipe.scheduler, "warmup_steps": recipe.warmup_steps,
+            "max_length": recipe.max_length, "train_sampling_strategy": sampler_for(recipe),
+            CHECKPOINTING: recipe.activation_checkpointing, "seed": recipe.seed, "r": recipe.rank,
+            "lora_alpha": recipe.alpha, "lora_dropout": recipe.dropout, "target_modules": sorted(target_modules(recipe))}
+
+
+def from_axolotl(cfg: dict) -> dict:
+    """An Axolotl config read back in trained_with() terms, every field but the sampler (Axolotl's nearest to our
+    length buckets is its own group_by_length)."""
+    return {"max_steps": cfg["max_steps"], "per_device_train_batch_size": cfg["micro_batch_size"],
+            "gradient_accumulation_steps": cfg["gradient_accumulation_steps"], "learning_rate": cfg["learning_rate"],
+            "lr_scheduler_type": cfg["lr_scheduler"], "warmup_steps": cfg["warmup_steps"],
+            "max_length": cfg["sequence_len"],
+            CHECKPOINTING: cfg["gradient_checkpointing"], "seed": cfg["seed"], "r": cfg["lora_r"],
+            "lora_alpha": cfg["lora_alpha"], "lora_dropout": cfg["lora_dropout"],
+            "target_modules": sorted(cfg["lora_target_modules"])}
 
 
 def prompt_completion(rec: dict, system: str) -> dict:
@@ -75,29 +170,58 @@ def to_dataset(rows: list[dict], system: str):
     return Dataset.from_list([prompt_completion(r, system) for r in rows])
 
 
-def load_for_training(model_dir: str, rc: SFTRecipe, device: str):
-    """(model, tokenizer): NF4 base via bitsandbytes when load_in_4bit (fp32 compute on CPU), else full precision."""
+def length_buckets(rows: list[dict], batch: int, seed: int, window: int = 16) -> list[dict]:
+    """Shuffle, sort each window of `window` batches by ticket length, cut into batches, shuffle the batches.
+
+    Each batch then holds tickets of similar length (little padding), while the order of batches stays random:
+    no long-to-short curriculum, unlike transformers' group_by_length over a run shorter than its megabatch.
+    Read it with train_sampling_strategy="sequential".
+    """
+    rng = random.Random(seed)
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), batch * window):
+        chunk = sorted(order[start:start + batch * window], key=lambda i: len(ticket(rows[i])))
+        batches += [chunk[k:k + batch] for k in range(0, len(chunk), batch)]
+    rng.shuffle(batches)
+    return [rows[i] for b in batches for i in b]
+
+
+def training_rows(rows: list[dict], recipe: SFTRecipe) -> list[dict]:
+    """The rows in the order the trainer will read them: pre-bucketed when the recipe says 'length_buckets'."""
+    return length_buckets(rows, recipe.batch * recipe.grad_accum, recipe.seed) if recipe.sampling == "length_buckets" else rows
+
+
+def sampler_for(recipe: SFTRecipe) -> str:
+    """transformers' train_sampling_strategy for a recipe ('length_buckets' rows are already in order)."""
+    return "sequential" if recipe.sampling == "length_buckets" else recipe.sampling
+
+
+def load_for_training(model_dir: str, recipe: SFTRecipe, device: str):
+    """(model, tokenizer): NF4 base via bitsandbytes when the recipe says 4-bit here (fp32 compute on CPU), else full precision."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     compute = torch.float32 if device == "cpu" else torch.bfloat16
     kwargs = {"dtype": compute}
-    if rc.load_in_4bit:
+    four_bit = recipe.four_bit(device)
+    if four_bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
-    return model.to(device) if not rc.load_in_4bit else model, tok
+    return model.to(device) if not four_bit else model, tok
 
 
-def load_unsloth(model_name: str, rc: SFTRecipe):
+def load_unsloth(model_name: str, recipe: SFTRecipe):
     """CUDA only: Unsloth's FastLanguageModel in 4-bit with the recipe's LoRA (the seeds' fast path)."""
     from unsloth import FastLanguageModel
 
-    model, tok = FastLanguageModel.from_pretrained(model_name, max_seq_length=rc.max_length, load_in_4bit=rc.load_in_4bit)
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    model = FastLanguageModel.get_peft_model(model, r=rc.rank, lora_alpha=rc.alpha, lora_dropout=rc.dropout,
-                                             target_modules=targets if rc.targets == "all-linear" else list(rc.targets),
-                                             use_gradient_checkpointing="unsloth", random_state=rc.seed)
+    model, tok = FastLanguageModel.from_pretrained(model_name, max_seq_length=recipe.max_length,
+                                                   load_in_4bit=recipe.four_bit("cuda"))
+    model = FastLanguageModel.get_peft_model(model, r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
+                                             target_modules=target_modules(recipe),
+                                             use_gradient_checkpointing="unsloth", random_state=recipe.seed)
     return model, tok
 
 
@@ -113,17 +237,22 @@ def save_at(steps: tuple[int, ...], out_dir: Path):
     return SaveAt()
 
 
-def build_trainer(model, tok, train_ds, eval_ds, rc: SFTRecipe, out_dir: Path, device: str, peft: bool = True):
-    """An SFTTrainer for the recipe; on CPU the trainable (adapter) weights are kept in fp32."""
-    from trl import SFTTrainer
-
-    trainer = SFTTrainer(model=model, args=sft_config(rc, out_dir, device), train_dataset=train_ds,
-                         eval_dataset=eval_ds, processing_class=tok, peft_config=lora_config(rc) if peft else None,
-                         callbacks=[save_at(tuple(rc.save_steps), Path(out_dir))] if rc.save_steps else None)
-    if device == "cpu":  # TRL casts adapters on k-bit models to bf16, which is ~15x slower on this CPU
+def keep_adapters_fp32(trainer, device: str) -> None:
+    """On CPU, cast the trainable (adapter) weights back to fp32: TRL casts them to bf16 on k-bit models."""
+    if device == "cpu":
         for p in trainer.model.parameters():
             if p.requires_grad:
                 p.data = p.data.float()
+
+
+def build_trainer(model, tok, train_ds, eval_ds, recipe: SFTRecipe, out_dir: Path, device: str, peft: bool = True):
+    """An SFTTrainer for the recipe (what notebook 04 writes out cell by cell), used by the CLI and the ablations."""
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(model=model, args=sft_config(recipe, out_dir, device), train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=tok, peft_config=lora_config(recipe) if peft else None,
+                         callbacks=[save_at(tuple(recipe.save_steps), Path(out_dir))] if recipe.save_steps else None)
+    keep_adapters_fp32(trainer, device)
     return trainer
 
 
@@ -136,7 +265,16 @@ def loss_tokens(trainer, tok, index: int = 0) -> tuple[str, str, float]:
 
 
 def run(trainer) -> dict:
-    """Train and report wall time, tokens/s, peak memory and the loss curves."""
+    """Train and report wall time, seconds at each step, tokens/s, peak memory and the loss curves."""
+    from transformers import TrainerCallback
+
+    clock: dict[int, float] = {}
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            clock[state.global_step] = time.perf_counter() - t0
+
+    trainer.add_callback(StepClock())
     t0 = time.perf_counter()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -148,6 +286,7 @@ def run(trainer) -> dict:
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
     return {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds if seconds else 0.0,
             "peak_memory_gb": peak, "peak_memory_kind": "cuda allocated" if torch.cuda.is_available() else "process RSS",
+            "step_seconds": clock, "steps": trainer.state.global_step,
             "train_loss": [(h["step"], h["loss"]) for h in hist if "loss" in h],
             "eval_loss": [(h["step"], h["eval_loss"]) for h in hist if "eval_loss" in h]}
 
@@ -167,26 +306,36 @@ def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None):
     return model, tok
 
 
-def model_card(base: str, dataset_version: str, rc: SFTRecipe, metrics: dict, backend: str) -> str:
+def model_card(base: str, dataset_version: str, recipe: SFTRecipe, metrics: dict, backend: str) -> str:
     """A short markdown model card for a saved adapter."""
     return "\n".join([
         "# Support-ticket triager (LoRA adapter)", "",
         f"- base model: {base}", f"- dataset version: {dataset_version}", f"- trained with: {backend}",
-        f"- recipe: `{json.dumps(rc.to_dict())}`", f"- held-out metrics: `{json.dumps(metrics)}`",
-        "- output: strict JSON per data/ticket_schema.json; system prompt as in helpers.prompts.ZERO_SHOT_SYSTEM", ""])
+        f"- system prompt (send it at inference too): `{recipe.system_prompt}`",
+        f"- recipe: `{json.dumps(recipe.to_dict())}`", f"- held-out metrics: `{json.dumps(metrics)}`",
+        "- output: strict JSON per data/ticket_schema.json", ""])
 
 
-def axolotl_yaml(rc: SFTRecipe, base_model: str, dataset_path: str, out_dir: str = "./outputs/triager") -> str:
+def axolotl_config(recipe: SFTRecipe, base_model: str, dataset_path: str, device: str = "cuda",
+                   out_dir: str = "./outputs/triager") -> dict:
     """The same recipe as an Axolotl config ('experiment in Unsloth, productionise in Axolotl')."""
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] \
-        if rc.targets == "all-linear" else list(rc.targets)
-    lines = [f"base_model: {base_model}", f"load_in_4bit: {str(rc.load_in_4bit).lower()}",
-             f"adapter: {'qlora' if rc.load_in_4bit else 'lora'}", f"lora_r: {rc.rank}", f"lora_alpha: {rc.alpha}",
-             f"lora_dropout: {rc.dropout}", "lora_target_modules:", *[f"  - {t}" for t in targets],
-             "datasets:", f"  - path: {dataset_path}", "    type: chat_template", "    field_messages: messages",
-             "    roles_to_train: [assistant]", "chat_template: tokenizer_default", f"sequence_len: {rc.max_length}",
-             f"micro_batch_size: {rc.batch}", f"gradient_accumulation_steps: {rc.grad_accum}",
-             f"max_steps: {rc.steps}", f"learning_rate: {rc.lr}", f"lr_scheduler: {rc.scheduler}",
-             "optimizer: adamw_bnb_8bit", "bf16: auto", "gradient_checkpointing: true", f"seed: {rc.seed}",
-             f"output_dir: {out_dir}"]
-    return "\n".join(lines) + "\n"
+    four_bit = recipe.four_bit(device)
+    return {
+        "base_model": base_model, "load_in_4bit": four_bit, "adapter": "qlora" if four_bit else "lora",
+        "lora_r": recipe.rank, "lora_alpha": recipe.alpha, "lora_dropout": recipe.dropout,
+        "lora_target_modules": target_modules(recipe),
+        "datasets": [{"path": dataset_path, "type": "chat_template", "field_messages": "messages",
+                      "roles_to_train": ["assistant"]}],
+        "chat_template": "tokenizer_default", "default_system_message": recipe.system_prompt,
+        "sequence_len": recipe.max_length, "micro_batch_size": recipe.batch,
+        "gradient_accumulation_steps": recipe.grad_accum, "max_steps": recipe.steps, "learning_rate": recipe.lr,
+        "lr_scheduler": recipe.scheduler, "warmup_steps": recipe.warmup_steps,
+        "group_by_length": recipe.sampling != "random", "gradient_checkpointing": recipe.activation_checkpointing,
+        "optimizer": "adamw_bnb_8bit", "bf16": "auto", "seed": recipe.seed, "output_dir": out_dir}
+
+
+def axolotl_yaml(recipe: SFTRecipe, base_model: str, dataset_path: str, device: str = "cuda") -> str:
+    """axolotl_config written as YAML with yaml.safe_dump."""
+    import yaml
+
+    return yaml.safe_dump(axolotl_config(recipe, base_model, dataset_path, device), sort_keys=False)

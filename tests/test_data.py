@@ -8,7 +8,7 @@ import re
 import pytest
 from jsonschema import Draft202012Validator
 
-from helpers import data, datagen, phrasebook
+from helpers import data, datagen, phrasebook, tickets
 
 GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "{}"}]}
 
@@ -61,13 +61,19 @@ def test_committed_splits_match_the_schema(split):
         label = data.gold(r)
         assert not list(validator.iter_errors(label)), (r["id"], label)
         oid = label["order_id"]
-        assert (oid is None) or (oid in data.ticket(r)), (r["id"], "order id must be quoted from the ticket")
+        assert (oid is None) or (oid.lower() in data.ticket(r).lower()), (r["id"], "order id must be quoted from the ticket")
     assert len(rows) == datagen.SIZES[split]
+
+
+HAND_WRITTEN = "probes."   # data/probes.jsonl and its card are written by hand, never by the generator
 
 
 def test_regeneration_is_byte_identical(tmp_path):
     datagen.write_all(tmp_path)
-    for f in sorted(data.data_dir().glob("*.jsonl")) + sorted(data.data_dir().glob("*.card.md")):
+    generated = [f for f in sorted(data.data_dir().glob("*.jsonl")) + sorted(data.data_dir().glob("*.card.md"))
+                 if not f.name.startswith(HAND_WRITTEN)]
+    assert len(generated) == 9
+    for f in generated:
         assert (tmp_path / f.name).read_bytes() == f.read_bytes(), f"{f.name} differs from a fresh regeneration"
 
 
@@ -108,7 +114,7 @@ def test_typos_never_touch_order_ids():
     rng = random.Random(0)
     text = "My order number is ORD-123456 and the account password and address are wrong."
     for _ in range(50):
-        assert "ORD-123456" in datagen.add_typos(rng, text, rate=0.5)
+        assert "ORD-123456" in tickets.add_typos(rng, text, rate=0.5)
 
 
 def test_raw_dump_truth_matches_the_dump():
@@ -151,3 +157,22 @@ def test_raw_dump_card_numbers_pass_luhn():
         digits = [int(d) for d in re.sub(r"\D", "", c)]
         total = sum(d if i % 2 == 0 else (2 * d - 9 if 2 * d > 9 else 2 * d) for i, d in enumerate(reversed(digits)))
         assert total % 10 == 0, c
+
+
+def test_probe_set_is_hand_written_sized_and_unseen():
+    probes = data.load_split("probes")
+    assert len(probes) >= 60 and len({r["id"] for r in probes}) == len(probes)
+    validator = Draft202012Validator(data.schema())
+    for r in probes:
+        assert not list(validator.iter_errors(data.gold(r))), r["id"]
+    tags = {t for r in probes for t in r["tags"]}
+    for needed in ("one-liner", "caps", "typos", "mixed-language", "multi-order", "injection", "pii",
+                   "no-order-number", "pre-purchase", "angry", "polite"):
+        assert needed in tags, needed
+    generated = set()
+    for split in ("train", "eval", "canary"):
+        generated |= {data.ticket(r).lower() for r in data.load_split(split)}
+    generated |= {data.ticket(r).lower() for r in data.read_jsonl(data.data_dir() / "raw_dump.jsonl", strict=False)[0]}
+    for r in probes:
+        assert data.ticket(r).lower() not in generated, (r["id"], "a probe ticket appears in a generated file")
+    assert (data.data_dir() / "probes.card.md").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from helpers import course, data
 
 NOTEBOOKS = course.notebooks()
+NB_DIR = NOTEBOOKS[0].parent
 CI = course.profile("ci")
 
 
@@ -91,7 +93,15 @@ def check_03(course_dir):
     assert images(course_dir / "03_lora_math.ipynb") >= 3   # rank energy, alpha, slider read-out
 
 
+# Measured at the learner's defaults (see the README ledger); the target is 0.90.
+FULL_EXACT_04 = 0.90
+
+
 def check_04(course_dir):
+    import yaml
+
+    from helpers import train
+
     m = load_metrics(course_dir, "04_qlora_training")
     run = course_dir / "04_qlora_training"
     assert m["nf4_levels_vs_bnb"] < 1e-6 and m["nf4_roundtrip_vs_bnb"] < 1e-5
@@ -100,22 +110,44 @@ def check_04(course_dir):
     assert abs(m["double_quant_saving_bits"] - 0.373) < 0.002
     assert 0 < m["loss_token_share"] < 0.6
     after, few = m["after"], m["before"]["few-shot"]
-    assert after["json_valid"] >= 0.95, after
-    # a clear gain: at least 10 points and at least double the few-shot baseline's exact match
-    assert after["exact_match"] >= max(few["exact_match"] + 0.10, 2 * few["exact_match"]), (after, few)
+    # the CI-profile target: >= 60% exact and >= 97% valid on 50 held-out tickets
+    assert m["n_eval"] == 50 or m["recipe"]["steps"] >= 100
+    assert after["json_valid"] >= 0.97 and after["exact_match"] >= 0.60, after
+    assert after["exact_match"] >= few["exact_match"] + 0.30, (after, few)
+    # order ids: copied whenever the ticket has one, never answered null
+    ids = m["order_ids"]["eval"]
+    assert ids["with_id"] >= 10 and ids["accuracy"] >= 0.98 and ids["null_when_present"] == 0, ids
+    # the hand-written probes are scored and the gap is recorded
+    assert m["n_probes"] >= 60 and m["probes"]["json_valid"] >= 0.9, m["probes"]
+    assert m["probe_gap"] == pytest.approx(after["exact_match"] - m["probes"]["exact_match"])
+    # one recipe: the notebook trained with the YAML plus its RECIPE_CHANGES, and the Axolotl export says the same
+    recipe = train.load_recipe(**m["recipe_changes"], seed=m["recipe"]["seed"])
+    assert m["trained_with"] == train.expected_args(recipe)
+    ax = train.from_axolotl(yaml.safe_load((run / "axolotl.yaml").read_text()))
+    assert ax == {k: train.expected_args(recipe)[k] for k in ax} and len(ax) >= 13
+    raw = yaml.safe_load(train.RECIPE_PATH.read_text())
+    assert all(m["recipe"][k] == v for k, v in raw.items() if k not in m["recipe_changes"])
+    # the curve: one point per saved checkpoint plus the final model, in training order
+    minutes = [p["minutes"] for p in m["curve"]]
+    assert len(minutes) >= 2 and minutes == sorted(minutes) and m["curve"][-1]["exact_match"] == after["exact_match"]
     assert m["reload_reproduces"] is True
     assert f"checkpoint-{m['abl_steps']}" in m["checkpoints"] and len(m["checkpoints"]) >= 2
     assert (run / "adapter" / "adapter_config.json").exists() and (run / "merged" / "model.safetensors").exists()
-    assert m["dataset_version"] in (run / "adapter" / "README.md").read_text()
-    assert len(m["ablations"]) == 5 * len(m["abl_seeds"])
+    card = (run / "adapter" / "README.md").read_text()
+    assert m["dataset_version"] in card and m["recipe"]["system_prompt"] in card
+    assert len(m["ablations"]) == 6 * len(m["abl_seeds"])
     assert all("exact_match" in v and "json_valid" in v for v in m["ablations"].values())
+    tokens = m["prompt_tokens_per_row"]
+    assert tokens["label list"] > tokens["one-line (the recipe)"] + 40
     assert m["train"]["tokens_per_s"] > 0 and m["train"]["train_loss"][-1][1] < m["train"]["train_loss"][0][1]
-    if m["recipe"]["steps"] >= 100:  # the learner's full profile; measured: 150 steps -> 97.5% valid, 61.5% exact
-        assert after["exact_match"] >= 0.5   # the 85% target was NOT reached by these defaults (see README)
-        ab = m["ablations"]
-        for s in m["abl_seeds"]:
-            assert ab[f"curated|{s}"]["exact_match"] > ab[f"q,v only|{s}"]["exact_match"]
-            assert ab[f"curated|{s}"]["json_valid"] >= ab[f"raw|{s}"]["json_valid"]
+    text = outputs_text(course_dir / "04_qlora_training.ipynb")
+    assert "TRAINED ON:" in text and "Read:" in text
+    # the copy-into-project cell carries the recipe's values, written in
+    copy_cell = course.recipe_source(NB_DIR / "04_qlora_training.ipynb")
+    literal = ast.literal_eval(copy_cell.split("RECIPE = ", 1)[1].split("\n", 1)[0])
+    assert all(literal[k] == raw[k] for k in literal), literal
+    if m["recipe"]["steps"] >= 100:  # the learner's full profile
+        assert after["json_valid"] >= 0.99 and after["exact_match"] >= FULL_EXACT_04, after
 
 
 CHECKS = {"01_decision_check": check_01, "02_data_curation": check_02, "03_lora_math": check_03,

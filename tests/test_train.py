@@ -14,11 +14,32 @@ from helpers import data, prompts, train
 
 
 def test_recipe_to_lora_and_sft_configs(tmp_path):
-    rc = train.SFTRecipe(rank=8, alpha=16, targets=("q_proj", "v_proj"), steps=5)
-    lc = train.lora_config(rc)
+    recipe = train.load_recipe(rank=8, alpha=16, targets=("q_proj", "v_proj"), steps=5)
+    lc = train.lora_config(recipe)
     assert lc.r == 8 and lc.lora_alpha == 16 and set(lc.target_modules) == {"q_proj", "v_proj"}
-    sc = train.sft_config(rc, tmp_path, "cpu")
+    sc = train.sft_config(recipe, tmp_path, "cpu")
     assert sc.use_cpu and not sc.bf16 and sc.max_steps == 5 and sc.optim == "adamw_torch"
+    assert sc.learning_rate == recipe.lr and sc.train_sampling_strategy == train.sampler_for(recipe)
+
+
+def test_recipe_file_is_the_single_source():
+    raw = yaml.safe_load(train.RECIPE_PATH.read_text())
+    recipe = train.load_recipe()
+    assert recipe.to_dict() == {**raw, "save_steps": [], "eval_steps": 0}
+    assert prompts.train_system_prompt() == raw["system_prompt"]
+    assert not recipe.four_bit("cpu") and recipe.four_bit("cuda")   # "auto": QLoRA on CUDA only
+
+
+def test_bad_recipe_fields_are_named(tmp_path):
+    with pytest.raises(train.RecipeError, match="unknown recipe field 'lrr'"):
+        train.load_recipe(lrr=1e-3)
+    bad = tmp_path / "r.yaml"
+    bad.write_text(train.RECIPE_PATH.read_text().replace("steps: 150", "steps: lots"))
+    with pytest.raises(train.RecipeError, match=r"r\.yaml: field 'steps' must be an integer"):
+        train.load_recipe(bad)
+    bad.write_text("rank: 4\n")
+    with pytest.raises(train.RecipeError, match="missing recipe field"):
+        train.load_recipe(bad)
 
 
 def test_prompt_completion_puts_the_answer_in_the_completion():
@@ -26,30 +47,52 @@ def test_prompt_completion_puts_the_answer_in_the_completion():
     pc = train.prompt_completion(rec, prompts.train_system_prompt())
     assert [m["role"] for m in pc["prompt"]] == ["system", "user"]
     assert json.loads(pc["completion"][0]["content"]) == data.gold(rec)
-    assert all(i in pc["prompt"][0]["content"] for i in data.intents())
+    assert all(i in prompts.label_list_prompt() for i in data.intents())
 
 
 def test_axolotl_yaml_is_valid_and_carries_the_recipe():
-    cfg = yaml.safe_load(train.axolotl_yaml(train.SFTRecipe(rank=32, alpha=32), "org/model", "data.jsonl"))
+    recipe = train.load_recipe(rank=32, alpha=32)
+    cfg = yaml.safe_load(train.axolotl_yaml(recipe, "org/model", "data.jsonl"))
     assert cfg["lora_r"] == 32 and cfg["adapter"] == "qlora" and cfg["load_in_4bit"] is True
     assert len(cfg["lora_target_modules"]) == 7 and cfg["datasets"][0]["path"] == "data.jsonl"
+    ax, expected = train.from_axolotl(cfg), train.expected_args(recipe)
+    assert ax == {k: expected[k] for k in ax} and len(ax) == len(expected) - 1
+    assert cfg["default_system_message"] == recipe.system_prompt
 
 
 def test_model_card_names_base_and_version():
-    card = train.model_card("smollm2-135m", "abc123", train.SFTRecipe(), {"exact_match": 0.5}, "CPU · PEFT+TRL")
+    card = train.model_card("smollm2-135m", "abc123", train.load_recipe(), {"exact_match": 0.5}, "CPU · PEFT+TRL")
     assert "abc123" in card and "smollm2-135m" in card and '"exact_match": 0.5' in card
+    assert train.load_recipe().system_prompt in card
 
 
 @pytest.mark.notebook
 def test_cli_trains_saves_and_the_adapter_reloads(tmp_path, model_dir):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "scripts/train_sft.py", "--train", str(data.data_dir() / "train.jsonl"),
-                          "--out", str(tmp_path), "--steps", "2", "--batch", "4", "--limit", "8", "--merge",
+                          "--out", str(tmp_path), "--set", "steps=2", "--set", "batch=4", "--set", "lr=5e-4",
+                          "--limit", "8", "--merge",
                           "--axolotl-yaml", str(tmp_path / "ax.yaml")],
                          capture_output=True, text=True, env=env, timeout=600, cwd=data.data_dir().parent)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["final_loss"] is not None and (tmp_path / "adapter" / "adapter_config.json").exists()
     assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "ax.yaml").exists()
+    # recipe agreement: what the CLI trained with, the recipe plus its overrides, and the Axolotl export
+    expected = train.expected_args(train.load_recipe(steps=2, batch=4, lr=5e-4))
+    assert summary["trained_with"] == expected
+    ax = train.from_axolotl(yaml.safe_load((tmp_path / "ax.yaml").read_text()))
+    assert ax == {k: expected[k] for k in ax} and len(ax) == len(expected) - 1
     model, tok = train.merge(str(model_dir), tmp_path / "adapter")
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.02)
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    for args, needle in ((["--train", str(bad)], "bad.jsonl:1: field 'messages[0].role'"),
+                         (["--train", str(data.data_dir() / "train.jsonl"), "--set", "lrr=1"], "unknown recipe field 'lrr'")):
+        res = subprocess.run([sys.executable, "scripts/train_sft.py", *args, "--out", str(tmp_path / "o")],
+                             capture_output=True, text=True, timeout=120, cwd=data.data_dir().parent)
+        assert res.returncode == 2 and needle in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr

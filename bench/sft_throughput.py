@@ -1,0 +1,149 @@
+"""SFT throughput: TRL's SFTTrainer with its defaults against the course's recipe, in one run.
+
+    python bench/sft_throughput.py              # 256 curated examples, 12 timed steps per arm
+    python bench/sft_throughput.py --steps 6    # quicker, noisier
+
+Every arm trains the same LoRA adapter (the recipe's rank, alpha and targets) on the same 256 curated rows,
+each arm in its own process so that peak RSS is its own. For each arm it prints examples/s, non-pad
+tokens/s, the padding share, peak RSS, and model FLOP utilisation (MFU) against this machine's own fp32
+matmul peak, measured by this script in the same run. Then it prints the ratios. Seconds drift on a shared
+machine; the ratios, taken minutes apart in one run, are what to read.
+
+Model FLOPs per non-pad token are counted for what LoRA training really computes: a forward (2 FLOPs per
+weight) and a backward to the activations (2 more) through every frozen linear layer, the LM head only on
+the positions that carry loss (TRL's fused head skips the rest), and the adapter's own weight gradients.
+Attention scores are left out (sequences here are ~100 tokens), and so is gradient checkpointing's
+recomputation, which is overhead, not model work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from helpers import curation as cu, data, models, prompts, runtime, train
+
+WARMUP_STEPS = 2   # the first steps pay for allocation and caches; they are not timed
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul at the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def flops_per_token(model, loss_share: float, lora_params: int) -> float:
+    """Model FLOPs per non-pad token of LoRA training (see the module docstring)."""
+    head = model.get_output_embeddings().weight.numel()
+    linear = sum(m.weight.numel() for n, m in model.named_modules()
+                 if isinstance(m, torch.nn.Linear) and "lora_" not in n and m is not model.get_output_embeddings())
+    return 4 * linear + 4 * head * loss_share + 6 * lora_params
+
+
+def arms(recipe: train.SFTRecipe) -> dict[str, dict]:
+    """name -> how the arm differs: TRL defaults (same data, same adapter) and the course's recipe."""
+    return {"TRL defaults": {"config": "trl", "system": recipe.system_prompt},
+            "course recipe": {"config": "recipe", "system": recipe.system_prompt},
+            "course recipe, label-list prompt": {"config": "recipe", "system": prompts.label_list_prompt()}}
+
+
+def rows_256(seed: int = 0) -> list[dict]:
+    """The first 256 curated training rows (the curation pipeline runs once, ~30 s)."""
+    made = cu.curate(data.data_dir() / "raw_dump.jsonl", seed)
+    return [cu.to_chat(r) for r in made.train[:256]]
+
+
+def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
+    """Train one arm for WARMUP_STEPS + steps and measure it (runs in its own process)."""
+    from trl import SFTConfig, SFTTrainer
+
+    rt = runtime.setup(0)
+    recipe = train.load_recipe(steps=WARMUP_STEPS + steps)
+    spec = arms(recipe)[name]
+    rows = data.read_jsonl(rows_path)[0]
+    model, tok = train.load_for_training(models.resolve(models.OFFLINE_PRESET), recipe, rt.device)
+    ordered = rows if spec["config"] == "trl" else train.training_rows(rows, recipe)
+    dataset = train.to_dataset(ordered, spec["system"])
+    if spec["config"] == "trl":   # TRL's defaults, plus only what a CPU run must set
+        args = SFTConfig(output_dir=str(out), max_steps=recipe.steps, use_cpu=True, bf16=False, report_to=[],
+                         save_strategy="no", logging_steps=1)
+    else:
+        args = train.sft_config(recipe, out, rt.device)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
+                         peft_config=train.lora_config(recipe))
+    train.keep_adapters_fp32(trainer, rt.device)
+    padded = real = 0
+    for i, batch in enumerate(trainer.get_train_dataloader()):   # the same sampler, seed and order as training
+        if WARMUP_STEPS <= i < recipe.steps:
+            padded += batch["input_ids"].numel()
+            real += int(batch["attention_mask"].sum())
+        if i + 1 == recipe.steps:
+            break
+    sample = trainer.data_collator([trainer.train_dataset[i] for i in range(32)])
+    loss_share = float((sample["labels"] != -100).sum() / sample["attention_mask"].sum())
+    lora_params = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    stats = train.run(trainer)
+    seconds = stats["step_seconds"][recipe.steps] - stats["step_seconds"][WARMUP_STEPS]
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
+    return {"arm": name, "examples_per_s": steps * batch / seconds, "tokens_per_s": real / seconds,
+            "padding_share": 1 - real / padded, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+            "flops_per_token": flops_per_token(trainer.model.get_base_model(), loss_share, lora_params),
+            "seconds": seconds, "batch": batch, "checkpointing": getattr(args, train.CHECKPOINTING),
+            "sampling": str(args.train_sampling_strategy), "threads": rt.threads}
+
+
+def main(argv: list[str]) -> int:
+    """Run every arm in a subprocess, then print the table and the ratios."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=12, help="timed steps per arm (after %d warm-up steps)" % WARMUP_STEPS)
+    ap.add_argument("--out", default="runs/bench", help="scratch folder")
+    ap.add_argument("--arm", default="", help=argparse.SUPPRESS)   # internal: run one arm and print its JSON
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows_256.jsonl"
+    if a.arm:
+        print(json.dumps(run_arm(a.arm, a.steps, rows_path, out / "trainer")))
+        return 0
+    runtime.set_threads()
+    data.write_jsonl(rows_path, rows_256())
+    peak = matmul_peak()
+    print(f"fp32 matmul peak here: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)", flush=True)
+    results = []
+    for name in arms(train.load_recipe()):
+        proc = subprocess.run([sys.executable, __file__, "--arm", name, "--steps", str(a.steps), "--out", str(out)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"arm {name!r} failed: {proc.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+            return 1
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res["mfu"] = res["tokens_per_s"] * res["flops_per_token"] / (peak * 1e9)
+        results.append(res)
+        print(f"{name:34s} {res['examples_per_s']:5.2f} ex/s  {res['tokens_per_s']:6.0f} tok/s  "
+              f"padding {res['padding_share']:5.1%}  peak RSS {res['peak_rss_gb']:.2f} GB  MFU {res['mfu']:5.1%}  "
+              f"(batch {res['batch']}, {res['sampling']}, checkpointing {res['checkpointing']})", flush=True)
+    trl, ours = results[0], results[1]
+    print(f"\ncourse recipe / TRL defaults: {ours['examples_per_s'] / trl['examples_per_s']:.2f}x examples/s, "
+          f"{ours['tokens_per_s'] / trl['tokens_per_s']:.2f}x non-pad tokens/s; course recipe MFU {ours['mfu']:.1%} "
+          f"of the measured matmul peak")
+    print(f"one-line prompt / label-list prompt (same recipe): "
+          f"{ours['examples_per_s'] / results[2]['examples_per_s']:.2f}x examples/s")
+    (out / "sft_throughput.json").write_text(json.dumps({"matmul_peak_gflops": peak, "arms": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
