@@ -97,3 +97,17 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
                              capture_output=True, text=True, timeout=120, cwd=data.data_dir().parent)
         assert res.returncode == 2 and needle in res.stderr, res.stderr
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_length_buckets_keeps_every_row_and_groups_lengths():
+    rows = data.load_split("train", 256)
+    ordered = train.length_buckets(rows, batch=8, seed=0)
+    assert sorted(r["id"] for r in ordered) == sorted(r["id"] for r in rows)   # nothing dropped or doubled
+    assert ordered == train.length_buckets(rows, batch=8, seed=0)              # same seed, same order
+
+    def spread(seq):
+        return sum(max(lens) - min(lens) for lens in
+                   ([len(data.ticket(r)) for r in seq[k:k + 8]] for k in range(0, len(seq), 8)))
+    assert spread(ordered) < 0.5 * spread(rows)   # batches of similar length pad less
+    recipe = train.load_recipe(sampling="length_buckets")
+    assert train.sampler_for(recipe) == "sequential" and train.training_rows(rows, recipe) == ordered
