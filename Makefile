@@ -37,6 +37,7 @@ bench: setup
 
 data: setup
 	$(PY) -m helpers.datagen data
+	$(PY) -m helpers.preferences data
 
 clean-runs:
 	rm -rf runs/

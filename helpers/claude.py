@@ -37,3 +37,46 @@ def classify(cl, model: str, conversations: list[list[dict]], max_tokens: int = 
         system = "\n".join(m["content"] for m in conv if m["role"] == "system")
         outs.append(complete(cl, model, system, conv, max_tokens))
     return outs
+
+
+JUDGE_MODEL = DEFAULT_MODEL   # the one place the reply judge's model id lives (notebook 05)
+PAIRWISE_SYSTEM = ("You judge customer-support replies. A good reply is polite, short and actionable, asks for the "
+                   "order number when an order-related ticket lacks one, never pushes an upsell, never refuses a "
+                   "valid request, and never invents a policy or fee. Answer with one token: A, B, or TIE.")
+
+
+class JudgeError(ValueError):
+    """The judge's answer could not be read as a verdict."""
+
+
+def parse_verdict(text: str) -> str:
+    """'A', 'B' or 'tie' from the judge's answer; anything else raises JudgeError quoting the answer."""
+    word = text.strip().strip(".*").upper()
+    if word in ("A", "B"):
+        return word
+    if word in ("TIE", "T"):
+        return "tie"
+    raise JudgeError(f"judge answer {text[:60]!r} is not A, B or TIE")
+
+
+def pairwise(cl, model: str, ticket: str, reply_a: str, reply_b: str) -> str:
+    """One pairwise comparison at temperature 0: which reply to this ticket is better ('A', 'B' or 'tie')."""
+    user = f"<ticket>{ticket}</ticket>\n<reply_a>{reply_a}</reply_a>\n<reply_b>{reply_b}</reply_b>\nWhich reply is better?"
+    return parse_verdict(complete(cl, model, PAIRWISE_SYSTEM, [{"role": "user", "content": user}], max_tokens=5))
+
+
+def judge_both_orders(cl, model: str, items: list[tuple[str, str, str]]) -> dict:
+    """Judge (ticket, candidate, baseline) triples in both orders; win rate, position bias and unreadable answers."""
+    wins, first_pos, unparsed, n = 0.0, 0, 0, 0
+    for ticket, cand, base in tqdm(items, desc=f"judge {model}", leave=False):
+        try:
+            v1, v2 = pairwise(cl, model, ticket, cand, base), pairwise(cl, model, ticket, base, cand)
+        except JudgeError:
+            unparsed += 1
+            continue
+        n += 1
+        score = {"A": 1.0, "tie": 0.5, "B": 0.0}
+        wins += (score[v1] + 1.0 - score[v2]) / 2      # the candidate is A first, then B
+        first_pos += (v1 == "A") + (v2 == "A")
+    return {"n": n, "win_rate": wins / n if n else None, "first_position_share": first_pos / (2 * n) if n else None,
+            "unparsed": unparsed}

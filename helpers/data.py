@@ -74,8 +74,8 @@ def check_chat(rec: object, path: str | Path, line: int) -> dict:
     return rec
 
 
-def read_jsonl(path: str | Path, strict: bool = True, with_line: bool = False) -> tuple[list[dict], LoadReport]:
-    """Read chat JSONL; strict raises on the first bad line, lenient drops and reports every one."""
+def read_checked(path: str | Path, check, strict: bool = True) -> tuple[list[dict], list[DataError]]:
+    """Read JSONL through check(rec, path, line); strict raises on the first bad line, lenient collects every error."""
     rows, errors = [], []
     with open(path, encoding="utf-8") as f:
         for n, raw in enumerate(f, start=1):
@@ -86,13 +86,23 @@ def read_jsonl(path: str | Path, strict: bool = True, with_line: bool = False) -
                     rec = json.loads(raw)
                 except json.JSONDecodeError as exc:
                     raise DataError(path, n, "<row>", f"not valid JSON ({exc.msg}, column {exc.colno})") from None
-                rows.append(check_chat(rec, path, n))
-                if with_line:
-                    rec["_line"] = n
+                rows.append(check(rec, path, n))
             except DataError as err:
                 if strict:
                     raise
                 errors.append(err)
+    return rows, errors
+
+
+def read_jsonl(path: str | Path, strict: bool = True, with_line: bool = False) -> tuple[list[dict], LoadReport]:
+    """Read chat JSONL; strict raises on the first bad line, lenient drops and reports every one."""
+    def check(rec, where, n):
+        rec = check_chat(rec, where, n)
+        if with_line:
+            rec["_line"] = n
+        return rec
+
+    rows, errors = read_checked(path, check, strict)
     return rows, LoadReport(str(path), len(rows), errors)
 
 

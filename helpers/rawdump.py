@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from helpers import phrasebook as pb

@@ -71,3 +71,63 @@ def test_claude_judge_flags_bad_labels_through_the_real_client(monkeypatch):
     body = seen[1]["body"]
     assert body["system"].endswith("RULES") and "<ticket>refund me</ticket>" in body["messages"][0]["content"]
     assert body["max_tokens"] == 5
+
+
+def test_pairwise_judge_request_shape_and_both_orders(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
+    seen = []
+    # item 1: A then B (the candidate wins in both orders); item 2: A then A (pure position bias: a tie overall)
+    cl = mock_client(["A", "B", "A", "A"], seen)
+    items = [("where is my order?", "Could you send your order number?", "No."),
+             ("cancel please", "Done, cancelled.", "You shouldn't cancel!")]
+    res = claude.judge_both_orders(cl, claude.JUDGE_MODEL, items)
+    assert res == {"n": 2, "win_rate": 0.75, "first_position_share": 0.75, "unparsed": 0}
+    body = seen[0]["body"]
+    assert body["model"] == claude.JUDGE_MODEL and body["max_tokens"] == 5 and body["temperature"] == 0
+    assert body["system"] == claude.PAIRWISE_SYSTEM
+    text = body["messages"][0]["content"]
+    assert "<reply_a>Could you send your order number?</reply_a>" in text and "<reply_b>No.</reply_b>" in text
+    assert "<reply_a>No.</reply_a>" in seen[1]["body"]["messages"][0]["content"]   # the second call swaps the order
+
+
+@pytest.mark.parametrize("answer, verdict", [("A", "A"), (" b.", "B"), ("TIE", "tie"), ("**A**", "A")])
+def test_verdict_parsing(answer, verdict):
+    assert claude.parse_verdict(answer) == verdict
+
+
+def test_malformed_answer_raises_and_is_counted_not_dropped(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
+    with pytest.raises(claude.JudgeError, match="'Reply A is better' is not A, B or TIE"):
+        claude.parse_verdict("Reply A is better")
+    seen = []
+    cl = mock_client(["I cannot decide", "A", "B"], seen)
+    res = claude.judge_both_orders(cl, claude.JUDGE_MODEL, [("t", "x", "y"), ("t2", "x2", "y2")])
+    assert res["unparsed"] == 1 and res["n"] == 1 and res["win_rate"] == 1.0
+
+
+def test_rate_limit_is_retried_then_surfaces(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
+    import anthropic
+
+    calls = []
+
+    def flaky(request):
+        calls.append(request)
+        if len(calls) == 1:
+            return httpx2.Response(429, headers={"retry-after": "0"},
+                                   json={"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})
+        body = json.loads(request.content)
+        return httpx2.Response(200, json={"id": "m", "type": "message", "role": "assistant", "model": body["model"],
+                                          "content": [{"type": "text", "text": "B"}], "stop_reason": "end_turn",
+                                          "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}})
+
+    cl = claude.client(http_client=httpx2.Client(transport=httpx2.MockTransport(flaky)))
+    assert claude.pairwise(cl, claude.JUDGE_MODEL, "t", "a", "b") == "B" and len(calls) == 2
+
+    def always_429(request):
+        return httpx2.Response(429, headers={"retry-after": "0"},
+                               json={"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})
+
+    cl = claude.client(http_client=httpx2.Client(transport=httpx2.MockTransport(always_429)))
+    with pytest.raises(anthropic.RateLimitError):
+        claude.pairwise(cl, claude.JUDGE_MODEL, "t", "a", "b")

@@ -1,0 +1,226 @@
+"""Notebook 05's plumbing: the SFT policy, TRL configs for DPO/IPO/KTO/ORPO/GRPO, on-policy pairs, memory and timing."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from helpers.data import gold, ticket
+from helpers.evaluate import FIELDS, parse_output
+
+# Notebook 05's shared training settings; the notebook writes each trainer's own knobs out.
+MAX_LENGTH = 192          # a reply prompt + the longest (rambling) rejected reply fit in 192 tokens
+COLUMNS = {"pairs": ("prompt", "chosen", "rejected"), "kto": ("prompt", "completion", "label"),
+           "sft": ("prompt", "completion"), "grpo": ("prompt", "intent", "urgency", "order_id")}
+
+
+def policy(base_dir: str, adapter_dir: str | Path, trainable: bool = True):
+    """The fp32 base with notebook 04's adapter loaded (trainable): the starting point of every stage here."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
+
+
+def dataset(rows: list[dict], kind: str = "pairs"):
+    """A datasets.Dataset with only the columns a trainer reads: 'pairs' (DPO, IPO, ORPO), 'kto', 'sft' or 'grpo'."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{k: r[k] for k in COLUMNS[kind]} for r in rows])
+
+
+def common_args(out_dir: Path, steps: int, lr: float, batch: int, device: str, seed: int = 0) -> dict:
+    """TrainingArguments shared by every trainer here: constant lr, a log line per step, fp32 on CPU."""
+    return dict(output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
+                lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, report_to=[], save_strategy="no",
+                seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=device == "cuda",
+                dataloader_num_workers=0, disable_tqdm=True)
+
+
+def series(trainer, key: str) -> list[tuple[int, float]]:
+    """One logged metric over training, as (step, value) pairs."""
+    return [(h["step"], h[key]) for h in trainer.state.log_history if key in h]
+
+
+def first_last(points: list[tuple[int, float]], k: int = 3) -> tuple[float, float]:
+    """The mean of the first k and of the last k logged values: a trend that a single noisy step cannot fake."""
+    vals = [v for _, v in points]
+    if len(vals) < 2 * k:
+        raise ValueError(f"need at least {2 * k} logged steps to compare first and last {k}; got {len(vals)}")
+    return sum(vals[:k]) / k, sum(vals[-k:]) / k
+
+
+def error_kind(output: str, label: dict) -> str | None:
+    """None when the output is exactly right; else 'invalid JSON' or the wrong fields joined by '+'."""
+    p = parse_output(output)
+    if not p.valid:
+        return "invalid JSON"
+    wrong = [f for f in FIELDS if p.obj[f] != label[f]]
+    return "+".join(wrong) or None
+
+
+def onpolicy_pairs(outputs: list[str], rows: list[dict], system: str) -> tuple[list[dict], Counter]:
+    """Each wrong triage answer becomes a pair: the model's own output rejected, the gold JSON chosen."""
+    import json
+
+    pairs, kinds = [], Counter()
+    for out, r in zip(outputs, rows):
+        kind = error_kind(out, gold(r))
+        if kind is None:
+            continue
+        kinds[kind] += 1
+        pairs.append({"id": f"onpolicy-{r['id']}", "prompt": [{"role": "system", "content": system},
+                                                              {"role": "user", "content": ticket(r)}],
+                      "chosen": [{"role": "assistant", "content": json.dumps(gold(r))}],
+                      "rejected": [{"role": "assistant", "content": out}], "failure": kind})
+    return pairs, kinds
+
+
+def tensor_bytes(*modules) -> int:
+    """Bytes of parameters and buffers held by these modules, each storage counted once."""
+    seen, total = set(), 0
+    for m in modules:
+        if m is None:
+            continue
+        for t in [*m.parameters(), *m.buffers()]:
+            key = t.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                total += t.untyped_storage().nbytes()
+    return total
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux /proc; 0 where unavailable)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return 0
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak memory while a block runs: CUDA allocated on a GPU, else the rise in process RSS (sampled every 20 ms)."""
+
+    def __enter__(self):
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+        else:
+            try:
+                ctypes.CDLL("libc.so.6").malloc_trim(0)   # hand freed memory back, so the rise is this block's own
+            except OSError:
+                pass
+            self.start = self.peak = rss_bytes()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, rss_bytes())
+        self.rise_gb = (self.peak - self.start) / 1e9
+        return False
+
+
+def quiet_progress(trainer) -> None:
+    """Swap the trainer's per-step log printing for one tqdm bar (the logs stay in trainer.state.log_history)."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class StepBar(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = tqdm(total=state.max_steps, desc=type(trainer).__name__, leave=False)
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar.update(1)
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.close()
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(StepBar())
+
+
+def timed_train(trainer) -> dict:
+    """Train (one progress bar, no log spam); report seconds, seconds per step and the peak memory rise."""
+    quiet_progress(trainer)
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
+    steps = trainer.state.global_step
+    return {"seconds": seconds, "steps": steps, "s_per_step": seconds / max(steps, 1), "peak_rise_gb": mem.rise_gb,
+            "memory_kind": "cuda allocated" if mem.cuda else "process RSS rise"}
+
+
+def sample(model, tok, conversations: list[list[dict]], k: int, temperature: float = 1.0, max_new_tokens: int = 48,
+           batch_size: int = 16, seed: int = 0) -> list[list[str]]:
+    """k sampled completions per conversation (for pass@k), seeded, left-padded batches."""
+    torch.manual_seed(seed)
+    convs = [c for c in conversations for _ in range(k)]
+    flat: list[str] = []
+    for start in tqdm(range(0, len(convs), batch_size), desc=f"sample k={k}", leave=False):
+        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                 for c in convs[start:start + batch_size]]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
+                                 top_p=1.0, top_k=0, pad_token_id=tok.pad_token_id)
+        flat += [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+    return [flat[i * k:(i + 1) * k] for i in range(len(conversations))]
+
+
+def replies(model, tok, conversations: list[list[dict]], seed: int = 0, max_new_tokens: int = 72) -> list[str]:
+    """One reply per prompt, sampled at temperature 1 (as a chat assistant is served), seeded for repeatability."""
+    return [group[0] for group in sample(model, tok, conversations, 1, 1.0, max_new_tokens, seed=seed)]
+
+
+def completion_logps(model, tok, prompt: list[dict], completion: list[dict]) -> float:
+    """Summed log-probability of the completion's tokens given the chat prompt (what DPO's logps/* report)."""
+    head = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(prompt + completion, tokenize=False)
+    n_head = len(tok(head, add_special_tokens=False)["input_ids"])
+    ids = torch.tensor([tok(full, add_special_tokens=False)["input_ids"]], device=model.device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, :-1].float()
+    logp = torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None])[:, 0]
+    return logp[n_head - 1:].sum().item()
+
+
+def pair_logps(model, tok, pairs: list[dict]) -> list[tuple[float, float]]:
+    """(log p(chosen), log p(rejected)) for each pair, on a fixed set, so models and steps compare like for like."""
+    model.eval()
+    return [(completion_logps(model, tok, p["prompt"], p["chosen"]), completion_logps(model, tok, p["prompt"], p["rejected"]))
+            for p in tqdm(pairs, desc="pair log-probs", leave=False)]
+
+
+def drift(after: list[tuple[float, float]], before: list[tuple[float, float]]) -> dict:
+    """How far a policy moved from its reference on fixed pairs: mean change of each side, the margin, the mean |change|."""
+    n = len(before)
+    d_chosen = sum(a[0] - b[0] for a, b in zip(after, before)) / n
+    d_rejected = sum(a[1] - b[1] for a, b in zip(after, before)) / n
+    moved = sum(abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(after, before)) / (2 * n)
+    acc = sum((a[0] - b[0]) > (a[1] - b[1]) for a, b in zip(after, before)) / n
+    return {"logp_chosen_change": d_chosen, "logp_rejected_change": d_rejected, "margin_change": d_chosen - d_rejected,
+            "mean_abs_change_nats": moved, "heldout_pref_accuracy": acc}

@@ -1,0 +1,268 @@
+"""Notebook 05's preference data: reply pairs, unpaired thumbs for KTO, their loaders, and the offline reply judge.
+
+The reply task reuses the triage tickets: the assistant drafts a short answer to the customer. The chosen reply is
+polite, short and actionable, and asks for the order number when an order-bound ticket lacks one. The rejected reply
+shows one failure mode (FAILURES). `write_all(data_dir)` regenerates the committed files byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+from helpers.data import DataError, data_dir, gold, read_checked, read_jsonl, ticket, write_jsonl
+
+REPLY_SYSTEM = "Write a short, helpful reply to this customer."
+FAILURES = ("upsell", "ramble", "refusal", "invented_policy", "no_order_ask")
+ORDER_BOUND = ("order_status", "refund_request", "shipping_change")
+FILES = {"pairs": "pref_replies.jsonl", "kto": "kto_replies.jsonl", "eval": "reply_prompts_eval.jsonl"}
+SIZES = {"pairs": 480, "kto": 480, "eval": 120}
+SEED = 55
+
+OPENERS = ("Thanks for getting in touch.", "Thanks for letting us know.", "Sorry about the trouble.",
+           "Thank you for your message.", "Sorry for the hassle.", "Thanks for reaching out.")
+ACTIONS = {
+    "order_status": ("I'm checking where {order} is and will send you the tracking details today.",
+                     "I'll look up {order} with the carrier and update you today."),
+    "refund_request": ("I've started the refund for {order}; you'll get a confirmation email once it is processed.",
+                       "I'm processing the refund for {order} and will confirm by email."),
+    "shipping_change": ("I'll change the delivery for {order} if it hasn't shipped yet and confirm by email.",
+                        "I'm updating the shipping details for {order} now and will confirm shortly."),
+    "cancel_subscription": ("I've cancelled your subscription, so you won't be charged again.",
+                            "Your subscription is cancelled and no further payments will be taken."),
+    "billing_issue": ("I'm reviewing the charge now and will correct anything billed in error.",
+                      "I'll check your billing history and fix any wrong charge."),
+    "technical_problem": ("Could you tell me your device and app version? I'll pass it to our tech team right away.",
+                          "I've logged the problem with our tech team; a restart of the app may help meanwhile."),
+    "account_access": ("Please use the 'Forgot password' link; I'll stay on this ticket until you're back in.",
+                       "I've sent a secure sign-in link to the email on your account."),
+    "product_question": ("Good question: I'll check the details and reply today.",
+                         "Happy to help; I'll confirm the details for you shortly."),
+}
+ASKS = ("Could you send me your order number (it starts with ORD-)?",
+        "Could you share the order number so I can find it?")
+CLOSERS = ("", "Have a good day.", "Thanks for your patience.")
+UPSELL = ("Before you go: our Premium Plus membership gives 20% off every order, so upgrading is the smarter choice.",
+          "You shouldn't cancel: most customers who stay on our Premium plan save more than they expect.",
+          "While you wait, why not upgrade to Premium Plus? It's only $9.99 a month and includes priority help.")
+RAMBLE = ("Thank you so much for taking the time to write to us today, we truly value each and every customer.",
+          "We know how important this is to you and we always try our very best.",
+          "As you may know, our team handles a very large number of messages every single day.",
+          "Every message is looked at as carefully as we possibly can, in the order it arrived.",
+          "In any case, I wanted to reassure you that your message has been received by the right people.",
+          "We appreciate your patience and understanding while we work through everything on our side.")
+REFUSALS = ("I'm sorry, but we can't help with this request.",
+            "Unfortunately we are unable to assist with that. Please check our website.")
+POLICIES = ("Per our policy, this is only possible within 24 hours of purchase and carries a $15 processing fee.",
+            "Company policy says changes like this take 30 business days and are non-refundable.")
+
+# The offline judge's rules: the properties the generator controls, read back from any reply.
+UPSELL_RE = re.compile(r"premium|upgrad|membership|% off|shouldn't cancel|smarter choice|\$\d+\.\d\d a month", re.I)
+REFUSAL_RE = re.compile(r"can't help|cannot help|unable to (help|assist)|can't assist|not able to help", re.I)
+POLICY_RE = re.compile(r"polic(y|ies)|processing fee|non-refundable|within \d+ (hours|days)|\d+ business days", re.I)
+ASK_RE = re.compile(r"order (number|id)|ORD-(?!\d)", re.I)
+MAX_WORDS = 60
+
+
+def _chosen(rng: random.Random, intent: str, order_id: str | None) -> str:
+    """A polite, short, actionable reply that asks for the order number when an order-bound ticket lacks one."""
+    parts = [rng.choice(OPENERS)]
+    if intent in ORDER_BOUND and order_id is None:
+        parts.append(rng.choice(ASKS))
+        parts.append(rng.choice(ACTIONS[intent]).format(order="it").replace(" it ", " your order ", 1))
+    else:
+        parts.append(rng.choice(ACTIONS[intent]).format(order=f"order {order_id}" if order_id else "your order"))
+    parts.append(rng.choice(CLOSERS))
+    return " ".join(p for p in parts if p)
+
+
+def _rejected(rng: random.Random, intent: str, order_id: str | None, failure: str) -> str:
+    """A reply showing one failure mode: pushy upsell, rambling, refusing, inventing a policy, or not asking for the id."""
+    handled = rng.choice(ACTIONS[intent]).format(order=f"order {order_id}" if order_id else "your order")
+    if failure == "upsell":
+        return f"{rng.choice(OPENERS)} {rng.choice(UPSELL)} {handled}"
+    if failure == "ramble":
+        return " ".join(rng.sample(RAMBLE, 4) + [handled])
+    if failure == "refusal":
+        return rng.choice(REFUSALS)
+    if failure == "invented_policy":
+        return f"{rng.choice(OPENERS)} {rng.choice(POLICIES)}"
+    return f"{rng.choice(OPENERS)} {handled}"  # no_order_ask: fine wording, but the order number is never asked for
+
+
+def _failure_for(rng: random.Random, intent: str, order_id: str | None) -> str:
+    """A failure mode that is really a failure for this ticket ('no_order_ask' only where the id is missing)."""
+    if intent in ORDER_BOUND and order_id is None and rng.random() < 0.5:
+        return "no_order_ask"
+    return rng.choice(FAILURES[:-1])
+
+
+def prompt(text: str) -> list[dict]:
+    """The reply task's chat prompt for one ticket."""
+    return [{"role": "system", "content": REPLY_SYSTEM}, {"role": "user", "content": text}]
+
+
+def make_pairs(rows: list[dict], seed: int = SEED) -> list[dict]:
+    """One chosen/rejected pair per ticket, in TRL's conversational preference format."""
+    rng = random.Random(seed)
+    out = []
+    for r in rows:
+        g = gold(r)
+        failure = _failure_for(rng, g["intent"], g["order_id"])
+        out.append({"id": f"pair-{r['id']}", "prompt": prompt(ticket(r)),
+                    "chosen": [{"role": "assistant", "content": _chosen(rng, g["intent"], g["order_id"])}],
+                    "rejected": [{"role": "assistant", "content": _rejected(rng, g["intent"], g["order_id"], failure)}],
+                    "failure": failure, "intent": g["intent"], "order_id": g["order_id"]})
+    return out
+
+
+def make_unpaired(rows: list[dict], seed: int = SEED + 1) -> list[dict]:
+    """Logged replies with a thumbs-up or -down (for KTO): one per ticket, one in three good, never a pair."""
+    rng = random.Random(seed)
+    out = []
+    for k, r in enumerate(rows):
+        g = gold(r)
+        good = k % 3 == 0   # most logged replies show a failure mode: the situation preference tuning is for
+        failure = None if good else _failure_for(rng, g["intent"], g["order_id"])
+        reply = _chosen(rng, g["intent"], g["order_id"]) if good else _rejected(rng, g["intent"], g["order_id"], failure)
+        out.append({"id": f"kto-{r['id']}", "prompt": prompt(ticket(r)),
+                    "completion": [{"role": "assistant", "content": reply}], "label": good, "failure": failure,
+                    "intent": g["intent"], "order_id": g["order_id"]})
+    return out
+
+
+def make_eval_prompts(rows: list[dict], seed: int = SEED + 2) -> list[dict]:
+    """Held-out reply prompts (eval tickets) with the facts the judge needs and one reference reply."""
+    rng = random.Random(seed)
+    return [{"id": f"reply-{r['id']}", "prompt": prompt(ticket(r)), "intent": gold(r)["intent"],
+             "order_id": gold(r)["order_id"], "reference": _chosen(rng, gold(r)["intent"], gold(r)["order_id"])}
+            for r in rows]
+
+
+def card(sizes: dict[str, int], pairs: list[dict]) -> str:
+    """The data card for the three preference files."""
+    modes = {f: sum(p["failure"] == f for p in pairs) for f in FAILURES}
+    return "\n".join([
+        "# Data card: preference data for notebook 05", "",
+        "A second, small task on the same synthetic tickets: draft a short reply to the customer.", "",
+        f"- `{FILES['pairs']}` ({sizes['pairs']} rows): `prompt` (system + ticket), `chosen`, `rejected` "
+        "(TRL's conversational preference format), plus `failure`, `intent`, `order_id`. Tickets: the first "
+        f"{sizes['pairs']} of `train.jsonl`.",
+        f"- `{FILES['kto']}` ({sizes['kto']} rows): `prompt`, `completion`, `label` (true = thumbs up), for KTO; "
+        "one in three is a thumbs-up. Notebook 05 also uses these rows, labels ignored, as the support logs its "
+        "SFT stage imitates. Tickets: the next rows of `train.jsonl`; one reply per ticket, never a pair.",
+        f"- `{FILES['eval']}` ({sizes['eval']} rows): held-out reply prompts from `eval.jsonl`, with `intent`, "
+        "`order_id` and one reference reply.",
+        "- chosen: polite, at most two short sentences of substance, actionable; asks for the order number "
+        "when an order-bound ticket (order status, refund, shipping change) has none.",
+        f"- rejected failure modes in the pairs: {modes}.",
+        f"- generator: `helpers.preferences` (seed {SEED}); `python -m helpers.preferences` rewrites the files "
+        "byte for byte. Synthetic: no customer or agent wrote any of it.", ""])
+
+
+def write_all(target: Path | None = None) -> dict[str, int]:
+    """Generate the three preference files and their card from train.jsonl and eval.jsonl."""
+    target = Path(target or data_dir())
+    train, _ = read_jsonl(data_dir() / "train.jsonl")
+    ev, _ = read_jsonl(data_dir() / "eval.jsonl")
+    n_pairs, n_kto = SIZES["pairs"], SIZES["kto"]
+    pairs = make_pairs(train[:n_pairs])
+    made = {"pairs": pairs, "kto": make_unpaired(train[n_pairs:n_pairs + n_kto]),
+            "eval": make_eval_prompts(ev[:SIZES["eval"]])}
+    for key, rows in made.items():
+        write_jsonl(target / FILES[key], rows)
+    sizes = {k: len(v) for k, v in made.items()}
+    (target / "preferences.card.md").write_text(card(sizes, pairs), encoding="utf-8")
+    return sizes
+
+
+def _check_turn(value: object, path: Path, line: int, fld: str) -> None:
+    """A one-message assistant turn: [{"role": "assistant", "content": str}]."""
+    if (not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict)
+            or value[0].get("role") != "assistant" or not isinstance(value[0].get("content"), str)):
+        raise DataError(path, line, fld, "expected [{\"role\": \"assistant\", \"content\": <text>}]")
+    if not value[0]["content"].strip():
+        raise DataError(path, line, fld, "the reply is empty")
+
+
+def check_row(rec: object, path: Path, line: int, kind: str) -> dict:
+    """Validate one preference row ('pairs' or 'kto'); raise DataError naming the file, line and field."""
+    if not isinstance(rec, dict):
+        raise DataError(path, line, "<row>", f"expected a JSON object, got {type(rec).__name__}")
+    p = rec.get("prompt")
+    if not (isinstance(p, list) and p and all(isinstance(m, dict) for m in p) and p[-1].get("role") == "user"):
+        raise DataError(path, line, "prompt", "expected a list of messages ending with the user's ticket")
+    if kind == "pairs":
+        for fld in ("chosen", "rejected"):
+            if fld not in rec:
+                raise DataError(path, line, fld, "missing")
+            _check_turn(rec[fld], path, line, fld)
+        if rec["chosen"][0]["content"].strip() == rec["rejected"][0]["content"].strip():
+            raise DataError(path, line, "rejected", "identical to chosen: the pair teaches nothing")
+    else:
+        if "completion" not in rec:
+            raise DataError(path, line, "completion", "missing")
+        _check_turn(rec["completion"], path, line, "completion")
+        if not isinstance(rec.get("label"), bool):
+            raise DataError(path, line, "label", f"expected true or false, got {rec.get('label')!r}")
+    return rec
+
+
+def load(path: str | Path, kind: str = "pairs", strict: bool = True) -> tuple[list[dict], list[DataError]]:
+    """Read preference JSONL; strict raises on the first bad row, lenient returns every error (none is silent)."""
+    if kind not in ("pairs", "kto"):
+        raise ValueError(f"kind must be 'pairs' or 'kto', got {kind!r}")
+    return read_checked(Path(path), lambda rec, where, n: check_row(rec, where, n, kind), strict)
+
+
+def load_data(name: str, limit: int | None = None) -> list[dict]:
+    """One committed preference file by key ('pairs', 'kto' or 'eval'), strictly, optionally the first `limit` rows."""
+    kind = "kto" if name == "kto" else "pairs"
+    if name == "eval":
+        rows = [json.loads(x) for x in (data_dir() / FILES["eval"]).read_text(encoding="utf-8").splitlines() if x]
+    else:
+        rows, _ = load(data_dir() / FILES[name], kind)
+    return rows[:limit] if limit else rows
+
+
+def reply_checks(reply: str, intent: str, order_id: str | None) -> dict[str, bool]:
+    """The offline judge's checks on one reply: each True is a property a good support reply has."""
+    words = len(reply.split())
+    stripped = reply.strip()
+    is_json = stripped.startswith("{") and stripped.endswith("}")
+    if intent in ORDER_BOUND and order_id is None:
+        order_ok = bool(ASK_RE.search(reply)) and "?" in reply
+    elif order_id:
+        order_ok = order_id in reply or "your order" in reply.lower() or not ASK_RE.search(reply)
+    else:
+        order_ok = True
+    return {"a_reply": words >= 5 and not is_json, "concise": words <= MAX_WORDS,
+            "no_upsell": not UPSELL_RE.search(reply), "no_refusal": not REFUSAL_RE.search(reply),
+            "no_invented_policy": not POLICY_RE.search(reply), "order_handling": order_ok}
+
+
+def reply_score(reply: str, intent: str, order_id: str | None) -> int:
+    """How many of the judge's checks a reply passes (0-6); a non-reply (JSON, a few words) scores 0."""
+    checks = reply_checks(reply, intent, order_id)
+    return sum(checks.values()) if checks["a_reply"] else 0
+
+
+def rule_verdict(reply_a: str, reply_b: str, intent: str, order_id: str | None) -> str:
+    """The offline stand-in judge: 'A', 'B' or 'tie' by reply_score; symmetric, so it has no position bias."""
+    a, b = reply_score(reply_a, intent, order_id), reply_score(reply_b, intent, order_id)
+    return "A" if a > b else "B" if b > a else "tie"
+
+
+def win_rate(verdicts: list[str]) -> float:
+    """Share of comparisons won by the candidate (verdict 'A'), ties counting half."""
+    if not verdicts:
+        raise ValueError("win_rate needs at least one verdict")
+    return (sum(v == "A" for v in verdicts) + 0.5 * sum(v == "tie" for v in verdicts)) / len(verdicts)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_all(Path(sys.argv[1]) if len(sys.argv) > 1 else None))

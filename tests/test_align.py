@@ -1,0 +1,71 @@
+"""Notebook 05's plumbing: on-policy pairs, error kinds, trends, memory accounting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from helpers import align
+
+
+def rec(text, label):
+    return {"id": "t1", "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": json.dumps(label)}]}
+
+
+LABEL = {"intent": "order_status", "urgency": "high", "order_id": "ORD-123456"}
+
+
+def test_error_kind_names_the_wrong_fields():
+    assert align.error_kind(json.dumps(LABEL), LABEL) is None
+    assert align.error_kind(json.dumps({**LABEL, "urgency": "low", "order_id": None}), LABEL) == "urgency+order_id"
+    assert align.error_kind("Sure, here you go", LABEL) == "invalid JSON"
+
+
+def test_onpolicy_pairs_keep_only_wrong_answers_with_gold_chosen():
+    rows = [rec("where is ORD-123456", LABEL), {**rec("x", LABEL), "id": "t2"}]
+    outs = [json.dumps(LABEL), json.dumps({**LABEL, "intent": "refund_request"})]
+    pairs, kinds = align.onpolicy_pairs(outs, rows, "SYS")
+    assert len(pairs) == 1 and kinds == {"intent": 1}
+    assert pairs[0]["rejected"][0]["content"] == outs[1] and json.loads(pairs[0]["chosen"][0]["content"]) == LABEL
+    assert pairs[0]["prompt"][0] == {"role": "system", "content": "SYS"}
+
+
+def test_first_last_needs_enough_steps():
+    assert align.first_last([(i, float(i)) for i in range(1, 7)]) == (2.0, 5.0)
+    with pytest.raises(ValueError, match="at least 6"):
+        align.first_last([(1, 0.0), (2, 1.0)])
+
+
+def test_tensor_bytes_counts_shared_storage_once():
+    a = torch.nn.Linear(10, 10)
+    b = torch.nn.Linear(10, 10)
+    b.weight = a.weight                     # tied, like a reference adapter that shares nothing but this
+    one = align.tensor_bytes(a)
+    assert one == (100 + 10) * 4
+    assert align.tensor_bytes(a, b) == one + 10 * 4
+    assert align.tensor_bytes(a, None) == one
+
+
+def test_peak_memory_sees_an_allocation():
+    with align.PeakMemory() as mem:
+        block = torch.ones(64_000_000)      # 256 MB
+        block += 1
+    assert mem.rise_gb > 0.2
+
+
+def test_drift_reads_changes_on_fixed_pairs():
+    before = [(-10.0, -20.0), (-12.0, -18.0)]
+    after = [(-11.0, -25.0), (-13.0, -17.0)]
+    d = align.drift(after, before)
+    assert d["logp_chosen_change"] == -1.0 and d["logp_rejected_change"] == -2.0 and d["margin_change"] == 1.0
+    assert d["mean_abs_change_nats"] == 2.0 and d["heldout_pref_accuracy"] == 0.5
+
+
+def test_completion_logps_sums_only_the_reply_tokens(model_and_tok):
+    model, tok = model_and_tok
+    prompt = [{"role": "user", "content": "Say hi."}]
+    short = align.completion_logps(model, tok, prompt, [{"role": "assistant", "content": "Hi"}])
+    longer = align.completion_logps(model, tok, prompt, [{"role": "assistant", "content": "Hi there, how are you today?"}])
+    assert short < 0 and longer < short          # more reply tokens, more (negative) log-probability summed
