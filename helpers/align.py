@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import json
+import os
 import threading
 import time
 from collections import Counter
@@ -68,8 +70,6 @@ def error_kind(output: str, label: dict) -> str | None:
 
 def onpolicy_pairs(outputs: list[str], rows: list[dict], system: str) -> tuple[list[dict], Counter]:
     """Each wrong triage answer becomes a pair: the model's own output rejected, the gold JSON chosen."""
-    import json
-
     pairs, kinds = [], Counter()
     for out, r in zip(outputs, rows):
         kind = error_kind(out, gold(r))
@@ -103,8 +103,6 @@ def rss_bytes() -> int:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
     except OSError:
         return 0
-    import os
-
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 

@@ -7,7 +7,6 @@ shows one failure mode (FAILURES). `write_all(data_dir)` regenerates the committ
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
@@ -220,8 +219,8 @@ def load(path: str | Path, kind: str = "pairs", strict: bool = True) -> tuple[li
 def load_data(name: str, limit: int | None = None) -> list[dict]:
     """One committed preference file by key ('pairs', 'kto' or 'eval'), strictly, optionally the first `limit` rows."""
     kind = "kto" if name == "kto" else "pairs"
-    if name == "eval":
-        rows = [json.loads(x) for x in (data_dir() / FILES["eval"]).read_text(encoding="utf-8").splitlines() if x]
+    if name == "eval":   # plain rows (prompt + facts); a broken line still fails with its file and line
+        rows, _ = read_checked(data_dir() / FILES["eval"], lambda rec, where, n: rec)
     else:
         rows, _ = load(data_dir() / FILES[name], kind)
     return rows[:limit] if limit else rows
