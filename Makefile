@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
-.PHONY: setup course test lab data bench clean-runs
+.PHONY: setup course test ui-test lab data bench clean-runs
 
 setup: $(STAMP)
 
@@ -29,8 +29,13 @@ course: setup
 test: setup
 	$(PY) -m pytest
 
+# Real-browser test of the slider cells: JupyterLab in headless Chromium (installed from Debian's packages if missing).
+ui-test: setup
+	$(PY) scripts/ui_test.py
+
+# Containers and rented GPU boxes often run as root, where JupyterLab refuses to start without --allow-root.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
 	$(PY) bench/sft_throughput.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import threading
 import time
@@ -49,6 +50,18 @@ def common_args(out_dir: Path, steps: int, lr: float, batch: int, device: str, s
 def series(trainer, key: str) -> list[tuple[int, float]]:
     """One logged metric over training, as (step, value) pairs."""
     return [(h["step"], h[key]) for h in trainer.state.log_history if key in h]
+
+
+def dpo_gap_for_loss(beta: float, loss: float = 0.1) -> float:
+    """The chosen-minus-rejected log-ratio gap (nats) at which the DPO loss -log sigmoid(beta * gap) falls to `loss`."""
+    p = math.exp(-loss)
+    return math.log(p / (1 - p)) / beta
+
+
+def dpo_loss_readout(beta: float) -> str:
+    """The DPO-loss slider's read-out line."""
+    return (f"beta {beta:.2f}: the loss falls to 0.1 at a log-ratio gap of {dpo_gap_for_loss(beta):.1f} nats "
+            f"(0.693 at a gap of 0)")
 
 
 def first_last(points: list[tuple[int, float]], k: int = 3) -> tuple[float, float]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from helpers.runtime import fresh_dir, repo_root
+from helpers.widgets import HEADLESS_ENV
 
 RECIPE_TAG = "copy-into-project"
 
@@ -31,13 +34,28 @@ def new_course_dir(tag: str = "") -> Path:
     return fresh_dir(repo_root() / "runs" / (stamp + (f"-{tag}" if tag else "")))
 
 
+@contextmanager
+def headless_kernel():
+    """Kernels started inside this block see WORKBOOK_HEADLESS=1, so "Try it" cells draw their static plot."""
+    old = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = old
+
+
 def execute(nb: Path, course_dir: Path, params: dict) -> float:
     """Execute one notebook into course_dir/<name>.ipynb with papermill; return wall seconds."""
     import papermill as pm
 
     t0 = time.perf_counter()
-    pm.execute_notebook(str(nb), str(course_dir / nb.name), parameters={**params, "COURSE_DIR": str(course_dir)},
-                        cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
+    with headless_kernel():
+        pm.execute_notebook(str(nb), str(course_dir / nb.name), parameters={**params, "COURSE_DIR": str(course_dir)},
+                            cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
     seconds = time.perf_counter() - t0
     (course_dir / nb.stem).mkdir(exist_ok=True)
     (course_dir / nb.stem / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 VALID_REASONS = ("style_persona", "strict_format", "distillation", "private_domain", "latency_privacy")
@@ -92,6 +94,30 @@ def roi(c: Costs) -> dict[str, float]:
             "gross_saving_per_year": saving_per_day * 365, "upfront": upfront,
             "upkeep_per_year": upkeep_per_year, "net_saving_per_year": net_per_day * 365,
             "payback_days": upfront / net_per_day if net_per_day > 0 else float("inf")}
+
+
+def slider_costs(requests_per_day: float, prompted_cost: float, tuned_cost: float, build_cost: float,
+                 upkeep: float, tune_cost: float = 200.0) -> Costs:
+    """The payback sliders' inputs as Costs: build_cost is everything up front, including the tune itself."""
+    return Costs(requests_per_day, prompted_cost, tuned_cost, tune_cost=tune_cost,
+                 labelled_set_cost=build_cost - tune_cost, maintenance_rate_per_year=upkeep)
+
+
+def payback_text(payback_days: float, horizon_days: int) -> str:
+    """When the build pays back, said honestly when that is past the plotted horizon or never."""
+    if math.isinf(payback_days):
+        return "no payback: the upkeep eats the whole saving"
+    when = f"{payback_days:,.1f} days" if payback_days < 365 else f"{payback_days / 365:,.1f} years"
+    if payback_days > horizon_days:
+        return f"payback after {when}, past this {horizon_days}-day chart"
+    return f"payback after {when}"
+
+
+def readout(c: Costs, horizon_days: int = 365) -> str:
+    """One line with every number the payback sliders move."""
+    r = roi(c)
+    return (f"net saving {r['net_saving_per_year']:,.0f} USD/year · {payback_text(r['payback_days'], horizon_days)} · "
+            f"up front {r['upfront']:,.0f} USD, upkeep {r['upkeep_per_year']:,.0f} USD/year")
 
 
 def rule_of_200(score: float, n_eval: int, top_field_share: float) -> str:

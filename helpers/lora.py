@@ -75,6 +75,9 @@ def arch_from_config(name: str, cfg, params: float) -> Arch:
 MISTRAL_7B = Arch("Mistral-7B", 4096, 14336, 32, 32, 8, 32768, 7.24e9)
 LLAMA_8B = Arch("Llama-3.1-8B", 4096, 14336, 32, 32, 8, 128256, 8.03e9)
 LLAMA_70B = Arch("Llama-3.1-70B", 8192, 28672, 80, 64, 8, 128256, 70.6e9)
+SMOLLM2_135M = Arch("SmolLM2-135M", 576, 1536, 30, 9, 3, 49152, 134_515_008)  # a test checks it against the model
+ARCHS = {a.name: a for a in (SMOLLM2_135M, MISTRAL_7B, LLAMA_8B, LLAMA_70B)}
+TARGET_SETS = {"all-linear": ALL_LINEAR, "attention": ATTN, "q,v": ("q_proj", "v_proj")}
 
 
 def count_lora(arch: Arch, r: int, targets: tuple[str, ...]) -> int:
@@ -107,6 +110,22 @@ def memory_gb(arch: Arch, method: str, optimizer: str = "adamw32", seq: int = 20
              "activations": acts / gb}
     parts["total"] = sum(parts.values())
     return parts
+
+
+def readout(model_name: str, rank: int, alpha: int, targets: str, seq: int) -> dict[str, float]:
+    """What the rank/alpha sliders show: trainable count and share, alpha/r, and training GB per method."""
+    a, tg = ARCHS[model_name], TARGET_SETS[targets]
+    n = count_lora(a, rank, tg)
+    mem = {m: memory_gb(a, m, "adamw32" if m == "lora" else "adamw8bit", seq=seq, r=rank, targets=tg)["total"]
+           for m in ("full", "lora", "qlora")}
+    return {"trainable": n, "trainable_pct": 100 * n / a.params, "scaling": alpha / rank,
+            **{f"{k}_gb": round(v, 1) for k, v in mem.items()}}
+
+
+def readout_line(r: dict[str, float]) -> str:
+    """The read-out dict as one line of text (the browser test matches it)."""
+    return (f"trainable {r['trainable']:,} ({r['trainable_pct']:.2f}%) · alpha/r {r['scaling']:.2f} · "
+            f"full {r['full_gb']:.1f} GB · LoRA {r['lora_gb']:.1f} GB · QLoRA {r['qlora_gb']:.1f} GB")
 
 
 def energy_captured(delta: torch.Tensor, ranks: list[int]) -> dict[int, dict[str, float]]:

@@ -30,21 +30,35 @@ def metric_bars(results: dict[str, dict], title: str, metrics: tuple[str, ...] =
 
 def payback_plot(c: Costs, horizon_days: int = 60):
     """Cumulative spend of the prompted frontier model vs the fine-tuned model, in dollars."""
+    from helpers.decision import payback_text
+
     r = roi(c)
     days = np.arange(0, horizon_days + 1)
     prompted = days * c.requests_per_day * c.prompted_cost_per_request
     tuned = r["upfront"] + days * (c.requests_per_day * c.tuned_cost_per_request + r["upkeep_per_year"] / 365)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     ax.plot(days, prompted, label="prompted frontier model")
     ax.plot(days, tuned, label="fine-tuned small model (incl. up-front cost)")
     if r["payback_days"] <= horizon_days:
         ax.axvline(r["payback_days"], ls="--", c="grey")
-        ax.annotate(f"payback {r['payback_days']:.1f} days", (r["payback_days"], prompted.max() * 0.1))
+        ax.annotate(f"payback {r['payback_days']:.1f} days", (r["payback_days"], max(prompted.max(), tuned.max()) * 0.9),
+                    xytext=(4, 0), textcoords="offset points", fontsize=8)
     ax.set_xlabel("days in production")
     ax.set_ylabel("cumulative cost (USD)")
-    ax.set_title(f"Net saving {r['net_saving_per_year']:,.0f} USD/year")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.set_title(f"Net saving {r['net_saving_per_year']:,.0f} USD/year; {payback_text(r['payback_days'], horizon_days)}",
+                 fontsize=10)
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2)  # below the axes: it never covers a line
+    return fig
+
+
+def memory_bars(gb: dict[str, float], title: str):
+    """Horizontal bars of training GB per method, each labelled inside the chart's edge."""
+    fig, ax = plt.subplots(figsize=(8, 2.8), layout="constrained")
+    bars = ax.barh(list(gb), list(gb.values()), color=["tab:red", "tab:blue", "tab:green"][: len(gb)])
+    ax.bar_label(bars, fmt="%.1f GB", fontsize=8, padding=3)
+    ax.set_xlim(0, max(gb.values()) * 1.25)  # room for the longest bar's label
+    ax.set(xlabel="training memory (GB, batch 1, grad. checkpointing)")
+    ax.set_title(title, fontsize=10)
     return fig
 
 
