@@ -59,24 +59,30 @@ def parse_verdict(text: str) -> str:
     raise JudgeError(f"judge answer {text[:60]!r} is not A, B or TIE")
 
 
-def pairwise(cl, model: str, ticket: str, reply_a: str, reply_b: str) -> str:
-    """One pairwise comparison at temperature 0: which reply to this ticket is better ('A', 'B' or 'tie')."""
+TRIAGE_PAIRWISE_SYSTEM = ("You judge two triage outputs for one customer-support ticket. The right output is strict JSON "
+                          "with exactly intent, urgency (low|medium|high) and order_id (the ticket's ORD- number or "
+                          "null), and its labels fit the ticket. Answer with one token: A, B, or TIE.")
+
+
+def pairwise(cl, model: str, ticket: str, reply_a: str, reply_b: str, system: str = PAIRWISE_SYSTEM) -> str:
+    """One pairwise comparison at temperature 0: which output for this ticket is better ('A', 'B' or 'tie')."""
     user = f"<ticket>{ticket}</ticket>\n<reply_a>{reply_a}</reply_a>\n<reply_b>{reply_b}</reply_b>\nWhich reply is better?"
-    return parse_verdict(complete(cl, model, PAIRWISE_SYSTEM, [{"role": "user", "content": user}], max_tokens=5))
+    return parse_verdict(complete(cl, model, system, [{"role": "user", "content": user}], max_tokens=5))
 
 
-def judge_both_orders(cl, model: str, items: list[tuple[str, str, str]]) -> dict:
+def judge_both_orders(cl, model: str, items: list[tuple[str, str, str]], system: str = PAIRWISE_SYSTEM) -> dict:
     """Judge (ticket, candidate, baseline) triples in both orders; win rate, position bias and unreadable answers."""
-    wins, first_pos, unparsed, n = 0.0, 0, 0, 0
+    wins, first_pos, unparsed, n, verdicts = 0.0, 0, 0, 0, []
     for ticket, cand, base in tqdm(items, desc=f"judge {model}", leave=False):
         try:
-            v1, v2 = pairwise(cl, model, ticket, cand, base), pairwise(cl, model, ticket, base, cand)
+            v1, v2 = pairwise(cl, model, ticket, cand, base, system), pairwise(cl, model, ticket, base, cand, system)
         except JudgeError:
             unparsed += 1
             continue
         n += 1
+        verdicts.append((v1, v2))
         score = {"A": 1.0, "tie": 0.5, "B": 0.0}
         wins += (score[v1] + 1.0 - score[v2]) / 2      # the candidate is A first, then B
         first_pos += (v1 == "A") + (v2 == "A")
     return {"n": n, "win_rate": wins / n if n else None, "first_position_share": first_pos / (2 * n) if n else None,
-            "unparsed": unparsed}
+            "unparsed": unparsed, "verdicts": verdicts}

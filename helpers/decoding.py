@@ -201,7 +201,8 @@ def distribution_stats(logits: torch.Tensor, gold_id: int | None = None, k: int 
 def position_readout(logits: torch.Tensor, seen_ids: torch.Tensor, s: Sampler) -> dict[str, float]:
     """What a sampler leaves at one position: tokens kept, top-1 probability, entropy (bits)."""
     probs = s.apply(logits, seen_ids).softmax(-1)
-    return {"kept": int((probs > 0).sum()), "top1": probs.max().item(), "entropy_bits": max(entropy_bits(probs).item(), 0.0)}
+    return {"kept": int((probs > 0).sum()), "top1": probs.max().item(),
+            "entropy_bits": max(entropy_bits(probs).item(), 0.0) + 0.0}   # + 0.0 turns -0.0 into 0.0
 
 
 def load_slider_position(course_dir: str = "") -> dict[str, dict]:

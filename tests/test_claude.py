@@ -81,13 +81,25 @@ def test_pairwise_judge_request_shape_and_both_orders(monkeypatch):
     items = [("where is my order?", "Could you send your order number?", "No."),
              ("cancel please", "Done, cancelled.", "You shouldn't cancel!")]
     res = claude.judge_both_orders(cl, claude.JUDGE_MODEL, items)
-    assert res == {"n": 2, "win_rate": 0.75, "first_position_share": 0.75, "unparsed": 0}
+    assert res == {"n": 2, "win_rate": 0.75, "first_position_share": 0.75, "unparsed": 0,
+                   "verdicts": [("A", "B"), ("A", "A")]}
     body = seen[0]["body"]
     assert body["model"] == claude.JUDGE_MODEL and body["max_tokens"] == 5 and body["temperature"] == 0
     assert body["system"] == claude.PAIRWISE_SYSTEM
     text = body["messages"][0]["content"]
     assert "<reply_a>Could you send your order number?</reply_a>" in text and "<reply_b>No.</reply_b>" in text
     assert "<reply_a>No.</reply_a>" in seen[1]["body"]["messages"][0]["content"]   # the second call swaps the order
+
+
+def test_triage_judge_uses_its_own_system_prompt(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
+    seen = []
+    cl = mock_client(["B", "A"], seen)   # prefers the base output in both orders
+    items = [("parcel ORD-123456 late", '{"intent": "order_status", "urgency": "medium", "order_id": "ORD-123456"}', "Sure!")]
+    res = claude.judge_both_orders(cl, claude.JUDGE_MODEL, items, system=claude.TRIAGE_PAIRWISE_SYSTEM)
+    assert res["win_rate"] == 0.0 and res["verdicts"] == [("B", "A")] and res["first_position_share"] == 0.5
+    assert all(c["body"]["system"] == claude.TRIAGE_PAIRWISE_SYSTEM for c in seen)
+    assert "order_id" in claude.TRIAGE_PAIRWISE_SYSTEM
 
 
 @pytest.mark.parametrize("answer, verdict", [("A", "A"), (" b.", "B"), ("TIE", "tie"), ("**A**", "A")])

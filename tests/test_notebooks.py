@@ -234,6 +234,37 @@ def check_06(course_dir):
     assert images(course_dir / "06_decoding.ipynb") >= 3   # top-10 bars, sweep grid, slider
 
 
+def check_07(course_dir):
+    m = load_metrics(course_dir, "07_eval")
+    run = course_dir / "07_eval"
+    ci = CI["07_eval"]
+    assert m["tier2"]["fine-tuned"]["exact_match"] > m["tier2"]["base"]["exact_match"]
+    assert 0 <= m["intent_f1"]["fine-tuned"]["macro_f1"] <= 1 and sum(map(sum, m["confusion_fine_tuned"])) == ci["N_TEST"]
+    assert m["contamination"]["exact"] == 0 and m["contamination"]["near_duplicates"] == 0
+    assert set(m["tier3"]) == {"hand-written", "long", "typos_shouting", "mixed_language", "injection",
+                               "multiple_order_ids", "unseen_products"}
+    assert all(v["n"] == ci["N_PROBE_SET"] for k, v in m["tier3"].items() if k != "hand-written")
+    for side in ("base", "adapter"):   # lm-eval ran offline and produced a number for every task
+        assert set(m["lm_eval"][side]) == {"workbook_arithmetic", "workbook_commonsense", "workbook_facts",
+                                           "workbook_short_answer"}
+        assert all(isinstance(v, float) and 0 <= v <= 1 for v in m["lm_eval"][side].values())
+    for name, c in m["cross_check"].items():   # our scorer picks what lm-eval picks on every item
+        assert c["same_pick"] == c["items"] == 36, (name, c)
+    gate = m["canary_gate"]
+    assert gate["merged (good)"]["verdict"] == "PASS" and gate["alpha x3 (broken)"]["verdict"] == "BLOCK", gate
+    chosen = m["chosen_checkpoint"]
+    assert any(p["step"] == chosen["step"] and p["pareto"] for p in m["checkpoints"]), (chosen, m["checkpoints"])
+    assert set(m["arms"]) == {"triage only", "12% general mix", "notebook 04 adapter"}
+    judge = m["judges"]["stand-in (local, not an LLM)"]
+    assert 0 <= judge["agreement"] <= 1 and judge["position_flips"] == 0
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        assert m["claude_judge"].startswith("not measured")
+    report = (run / "report.md").read_text()
+    for section in ("Verdict", "Tier 1", "Tier 2", "Tier 3", "Tier 4", "Canary gate", "Judge", "Checkpoint", "Versions"):
+        assert f"## {section}" in report, section
+    assert "SHIP" in report and "data:image/png;base64," in (run / "report.html").read_text()
+
+
 def check_learner_outputs(executed) -> None:
     """No warning (stderr) boxes in any cell; each try-it cell shows exactly one plot when headless."""
     cells = nbformat.read(executed, as_version=4).cells
@@ -247,7 +278,8 @@ def check_learner_outputs(executed) -> None:
 
 
 CHECKS = {"01_decision_check": check_01, "02_data_curation": check_02, "03_lora_math": check_03,
-          "04_qlora_training": check_04, "05_dpo_and_siblings": check_05, "06_decoding": check_06}
+          "04_qlora_training": check_04, "05_dpo_and_siblings": check_05, "06_decoding": check_06,
+          "07_eval": check_07}
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
