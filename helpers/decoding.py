@@ -5,7 +5,6 @@ generation with xgrammar (CPU and GPU)."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -83,13 +82,10 @@ class Sampler:
         return apply_min_p(apply_top_p(apply_top_k(logits, self.top_k), self.top_p), self.min_p)
 
     def label(self) -> str:
-        """A short name for tables: 'T=0.7 min_p=0.05 rep=1.05'."""
-        parts = [f"T={self.temperature:g}"] + [f"{k}={v:g}" for k, v in
-                                                (("top_k", self.top_k), ("top_p", self.top_p), ("min_p", self.min_p),
-                                                 ("rep", self.repetition_penalty))
-                                                if v != Sampler.__dataclass_fields__[
-                                                    "repetition_penalty" if k == "rep" else k].default]
-        return " ".join(parts)
+        """A short name for tables: 'T=0.7 min_p=0.05 rep=1.05' (settings at their default are left out)."""
+        rest = {"top_k": self.top_k, "top_p": self.top_p, "min_p": self.min_p, "rep": self.repetition_penalty}
+        off = {"top_k": 0, "top_p": 1.0, "min_p": 0.0, "rep": 1.0}
+        return " ".join([f"T={self.temperature:g}"] + [f"{k}={v:g}" for k, v in rest.items() if v != off[k]])
 
 
 def hf_processors(s: Sampler):
@@ -243,7 +239,7 @@ class PerRowSampler:
         return out
 
 
-def prompt_ids(tok, conversations: list[list[dict]]) -> list[str]:
+def prompt_texts(tok, conversations: list[list[dict]]) -> list[str]:
     """The chat-templated prompt strings."""
     return [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
 
@@ -264,7 +260,7 @@ def shared_prompt_generate(model, tok, prompt: str, samplers: list[Sampler], max
 def sample_many(model, tok, conversations: list[list[dict]], samplers: list[Sampler], draws: int = 1,
                 max_new_tokens: int = 40, seed: int = 0, desc: str = "sample") -> list[dict]:
     """Every conversation x sampler x draw; one seeded generate call per conversation, one row per (sampler, draw)."""
-    texts, results = prompt_ids(tok, conversations), []
+    texts, results = prompt_texts(tok, conversations), []
     rows = [(si, d) for si in range(len(samplers)) for d in range(draws)]
     for ci, text in enumerate(tqdm(texts, desc=desc, leave=False)):
         torch.manual_seed(seed * 1_000_003 + ci)
@@ -276,7 +272,7 @@ def sample_many(model, tok, conversations: list[list[dict]], samplers: list[Samp
 @torch.inference_mode()
 def sample_one(model, tok, conversation: list[dict], s: Sampler, seed: int, max_new_tokens: int = 40) -> str:
     """One sample from a conversation with one config and seed (for the reproducibility check)."""
-    enc = tok(prompt_ids(tok, [conversation]), return_tensors="pt", add_special_tokens=False).to(model.device)
+    enc = tok(prompt_texts(tok, [conversation]), return_tensors="pt", add_special_tokens=False).to(model.device)
     torch.manual_seed(seed)
     gen = model.generate(**enc, do_sample=True, temperature=1.0, top_k=None, top_p=1.0, max_new_tokens=max_new_tokens,
                          logits_processor=[PerRowSampler([s])], pad_token_id=tok.pad_token_id)
@@ -296,7 +292,7 @@ def repeated_ngram_share(text: str, n: int = 3) -> float:
 def greedy_with_top1(model, tok, conversations: list[list[dict]], max_new_tokens: int = 40,
                      batch_size: int = 16) -> list[dict]:
     """Greedy outputs with each generated token's top-1 probability (generate(output_scores=True))."""
-    texts, out = prompt_ids(tok, conversations), []
+    texts, out = prompt_texts(tok, conversations), []
     for start in tqdm(range(0, len(texts), batch_size), desc="greedy + scores", leave=False):
         enc = tok(texts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
         gen = model.generate(**enc.to(model.device), do_sample=False, max_new_tokens=max_new_tokens, output_scores=True,
@@ -341,16 +337,3 @@ def schema_processor(tok, model, json_schema: dict) -> Callable[[], object]:
     info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=model.config.vocab_size)
     compiled = xgr.GrammarCompiler(info).compile_json_schema(json.dumps(json_schema), any_whitespace=False)
     return lambda: LogitsProcessor(compiled)
-
-
-def per_token_seconds(fn: Callable[[], int], repeats: int = 1) -> float:
-    """Wall seconds per generated token of fn (which returns how many tokens it generated)."""
-    t0, tokens = time.perf_counter(), 0
-    for _ in range(repeats):
-        tokens += fn()
-    return (time.perf_counter() - t0) / max(tokens, 1)
-
-
-def nats_to_prob(logprob: float) -> float:
-    """exp(logprob): the seeds' -0.7 cut-off is a top-1 probability of about 0.5."""
-    return math.exp(logprob)
