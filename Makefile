@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
-.PHONY: setup course test ui-test lab data bench clean-runs
+.PHONY: setup course test ui-test lab data bench bench-serving clean-runs
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ lab: setup
 
 bench: setup
 	$(PY) bench/sft_throughput.py
+
+# Serving throughput: naive loop vs batched generate vs the guarded server (1 and 4 clients, continuous batching).
+bench-serving: setup
+	$(PY) bench/serving.py
 
 data: setup
 	$(PY) -m helpers.datagen data

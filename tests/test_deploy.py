@@ -1,0 +1,99 @@
+"""helpers.deploy: merged vs adapter, multi-LoRA routing, int8, and the throughput arithmetic."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from helpers import deploy, prompts
+
+
+@pytest.fixture(scope="module")
+def two_adapters(model_dir, tmp_path_factory):
+    """Two random, non-zero LoRA adapters on the offline base (B is not zero, so each changes the model)."""
+    from peft import LoraConfig, get_peft_model
+
+    out = {}
+    for name, seed in (("one", 1), ("two", 2)):
+        torch.manual_seed(seed)
+        cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        model = get_peft_model(deploy.load_base(model_dir), cfg)
+        path = tmp_path_factory.mktemp(name)
+        model.save_pretrained(path)
+        out[name] = path
+    return out
+
+
+CONVS = [prompts.messages(t, "trained") for t in ("Where is order ORD-123456?", "Cancel my plan now, please.")]
+
+
+def test_merge_gives_the_adapter_logits(model_dir, model_and_tok, two_adapters):
+    _, tok = model_and_tok
+    adapter = deploy.load_adapter_model(model_dir, two_adapters["one"])
+    merged = deploy.load_adapter_model(model_dir, two_adapters["one"]).merge_and_unload()
+    assert deploy.logits_gap(adapter, merged, tok, CONVS) < 1e-3
+    # the adapter really changes the model, so a merge that dropped it would fail the check above
+    assert deploy.logits_gap(adapter, deploy.load_base(model_dir), tok, CONVS) > 1e-2
+
+
+def test_routing_gives_each_request_its_own_adapter(model_dir, model_and_tok, two_adapters):
+    _, tok = model_and_tok
+    multi = deploy.multi_lora(model_dir, two_adapters)
+    requests = [("one", CONVS[0]), ("two", CONVS[0]), ("two", CONVS[1]), ("one", CONVS[1])]
+    routed = deploy.routed_generate(multi, tok, requests, max_new_tokens=8, batch_size=4)
+    alone = {}
+    for name, path in two_adapters.items():
+        single = deploy.load_adapter_model(model_dir, path)
+        alone[name] = deploy.routed_generate(single, tok, [("default", c) for c in CONVS], max_new_tokens=8)
+    expected = [alone["one"][0], alone["two"][0], alone["two"][1], alone["one"][1]]
+    assert routed == expected
+    assert alone["one"] != alone["two"], "the two adapters answer alike: routing would be untestable"
+    base_mb, one_mb = deploy.tensor_mb(deploy.load_base(model_dir)), deploy.adapter_mb(multi, "one")
+    assert 0 < one_mb < 5 and deploy.tensor_mb(multi) == pytest.approx(base_mb + 2 * one_mb, rel=1e-3)
+
+
+def test_int8_replaces_linears_without_warnings():
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        q = deploy.int8_dynamic(model)
+    assert not [w for w in caught if "quantiz" in str(w.message)], [str(w.message) for w in caught]
+    assert type(q[0]).__module__.startswith("torch.ao.nn.quantized.dynamic") and type(model[0]) is torch.nn.Linear
+    assert q[0].weight().qscheme() == torch.per_channel_affine
+    x = torch.randn(3, 64)
+    assert (q(x) - model(x)).abs().max() < 0.1
+    assert deploy.saved_mb(q) < deploy.saved_mb(model)
+
+
+def test_generated_tokens_stop_at_the_end_token_and_skip_padding():
+    row = torch.tensor([5, 6, 2, 2, 2])              # eos = pad = 2, as in SmolLM2
+    assert deploy.generated_tokens(row, {2}, 2) == 3
+    assert deploy.generated_tokens(torch.tensor([5, 6, 7]), {2}, 0) == 3
+
+
+def test_throughput_arithmetic():
+    assert deploy.percentile([1, 2, 3, 4, 5], 50) == 3
+    assert deploy.percentile([1, 2, 3, 4, 5], 95) == pytest.approx(4.8)
+    row = deploy.summarise({"tokens": 200, "seconds": 2.0, "latencies": [1.0, 1.0]}, {"tokens": 100, "seconds": 4.0})
+    assert row["tokens_per_s"] == 100 and row["x_naive"] == 4
+    assert deploy.cost_per_million(1000, 3.6) == pytest.approx(1.0)
+
+
+def test_multi_gpu_files_parse(tmp_path):
+    """scripts/deploy: the FSDP config loads in accelerate, the shell scripts parse, the recipe override is valid."""
+    import subprocess
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from helpers import train
+    from helpers.runtime import repo_root
+
+    folder = repo_root() / "scripts" / "deploy"
+    cfg = ClusterConfig.from_yaml_file(folder / "accelerate_fsdp.yaml")
+    assert str(cfg.distributed_type).endswith("FSDP") and cfg.fsdp_config["fsdp_version"] == 2
+    for script in ("train_fsdp.sh", "vllm_multi_lora.sh", "vllm_tensor_parallel.sh"):
+        assert subprocess.run(["bash", "-n", str(folder / script)]).returncode == 0, script
+    assert "--tensor-parallel-size" in (folder / "vllm_tensor_parallel.sh").read_text()
+    assert train.load_recipe(load_in_4bit=False).four_bit("cuda") is False   # train_fsdp.sh's --set load_in_4bit=false
