@@ -11,7 +11,10 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from tqdm.auto import tqdm
+
+from helpers import models, train
 
 
 # ---------------------------------------------------------------- artifacts: merged vs adapter
@@ -23,46 +26,20 @@ def dir_mb(path: str | Path) -> float:
     return sum(f.stat().st_size for f in files) / 1e6
 
 
-def tensor_mb(module) -> float:
-    """Bytes held by a module's parameters and buffers (shared tensors counted once), in MB."""
-    seen, total = set(), 0
-    for t in list(module.parameters()) + list(module.buffers()):
-        if t.data_ptr() not in seen:
-            seen.add(t.data_ptr())
-            total += t.numel() * t.element_size()
-    return total / 1e6
-
-
-def load_base(base_dir: str | Path):
-    """The base model in fp32 for CPU inference (bf16 is ~15x slower on this CPU)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32).eval()
-
-
 def load_adapter_model(base_dir: str | Path, adapter_dir: str | Path):
     """Base + one LoRA adapter, unmerged (PEFT applies B·A at every forward pass)."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(load_base(base_dir), str(adapter_dir)).eval()
+    return PeftModel.from_pretrained(models.load(str(base_dir))[0], str(adapter_dir)).eval()
 
 
-def write_served_dir(model, tok, out_dir: str | Path, sampling: bool = True) -> Path:
-    """Save a model for `transformers serve`; do_sample=True so that a request's temperature is honoured."""
-    out = Path(out_dir)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    gen_path = out / "generation_config.json"
+def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> Path:
+    """notebook 04's merge into a plain model folder, with do_sample=True so a request's temperature is honoured."""
+    train.merge(str(base_dir), Path(adapter_dir), Path(out_dir))
+    gen_path = Path(out_dir) / "generation_config.json"
     gen = json.loads(gen_path.read_text()) if gen_path.exists() else {}
-    gen.update({"do_sample": sampling, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id})
-    gen_path.write_text(json.dumps(gen, indent=2))
-    return out
-
-
-def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, tok) -> Path:
-    """merge_and_unload base + adapter into a plain model folder that any server can load."""
-    return write_served_dir(load_adapter_model(base_dir, adapter_dir).merge_and_unload(), tok, out_dir)
+    gen_path.write_text(json.dumps({**gen, "do_sample": True}, indent=2))
+    return Path(out_dir)
 
 
 def logits_gap(model_a, model_b, tok, conversations: list[list[dict]]) -> float:
@@ -92,7 +69,7 @@ def multi_lora(base_dir: str | Path, adapters: dict[str, str | Path]):
     from peft import PeftModel
 
     names = list(adapters)
-    model = PeftModel.from_pretrained(load_base(base_dir), str(adapters[names[0]]), adapter_name=names[0])
+    model = PeftModel.from_pretrained(models.load(str(base_dir))[0], str(adapters[names[0]]), adapter_name=names[0])
     for name in names[1:]:
         model.load_adapter(str(adapters[name]), adapter_name=name)
     return model.eval()
@@ -194,18 +171,11 @@ def run_generate(model, tok, conversations: list[list[dict]], max_new_tokens: in
     return {"tokens": tokens, "seconds": time.perf_counter() - t_all, "latencies": latencies}
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation."""
-    xs = sorted(values)
-    k = (len(xs) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
 def summarise(run: dict, naive: dict | None = None) -> dict:
     """tokens/s, p50/p95 latency, and the ratio of tokens/s against the naive loop."""
     tps = run["tokens"] / run["seconds"]
-    row = {"tokens_per_s": tps, "p50_s": percentile(run["latencies"], 50), "p95_s": percentile(run["latencies"], 95),
+    p50, p95 = np.percentile(run["latencies"], [50, 95]).tolist()
+    row = {"tokens_per_s": tps, "p50_s": p50, "p95_s": p95,
            "requests": len(run["latencies"]), "tokens": run["tokens"]}
     if naive is not None:
         row["x_naive"] = tps / (naive["tokens"] / naive["seconds"])

@@ -12,12 +12,10 @@ If Chromium cannot be found or installed, it fails and says why.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,7 @@ from typing import Callable
 import nbformat
 
 from helpers import align, course, decision, decoding, lora
+from helpers.serve import free_port
 
 TIMEOUT_S = 60
 
@@ -146,13 +145,6 @@ def scratch_notebook(folder: Path, checks: list[Check]) -> tuple[Path, dict[str,
     path = folder / "ui_check.ipynb"
     nbformat.write(nb, path)
     return path, where
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_lab(folder: Path, port: int, token: str) -> subprocess.Popen:

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from helpers import deploy, prompts
+from helpers import align, deploy, models, prompts
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def two_adapters(model_dir, tmp_path_factory):
     for name, seed in (("one", 1), ("two", 2)):
         torch.manual_seed(seed)
         cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-        model = get_peft_model(deploy.load_base(model_dir), cfg)
+        model = get_peft_model(models.load(str(model_dir))[0], cfg)
         path = tmp_path_factory.mktemp(name)
         model.save_pretrained(path)
         out[name] = path
@@ -35,7 +35,7 @@ def test_merge_gives_the_adapter_logits(model_dir, model_and_tok, two_adapters):
     merged = deploy.load_adapter_model(model_dir, two_adapters["one"]).merge_and_unload()
     assert deploy.logits_gap(adapter, merged, tok, CONVS) < 1e-3
     # the adapter really changes the model, so a merge that dropped it would fail the check above
-    assert deploy.logits_gap(adapter, deploy.load_base(model_dir), tok, CONVS) > 1e-2
+    assert deploy.logits_gap(adapter, models.load(str(model_dir))[0], tok, CONVS) > 1e-2
 
 
 def test_routing_gives_each_request_its_own_adapter(model_dir, model_and_tok, two_adapters):
@@ -50,8 +50,8 @@ def test_routing_gives_each_request_its_own_adapter(model_dir, model_and_tok, tw
     expected = [alone["one"][0], alone["two"][0], alone["two"][1], alone["one"][1]]
     assert routed == expected
     assert alone["one"] != alone["two"], "the two adapters answer alike: routing would be untestable"
-    base_mb, one_mb = deploy.tensor_mb(deploy.load_base(model_dir)), deploy.adapter_mb(multi, "one")
-    assert 0 < one_mb < 5 and deploy.tensor_mb(multi) == pytest.approx(base_mb + 2 * one_mb, rel=1e-3)
+    base_mb, one_mb = align.tensor_bytes(models.load(str(model_dir))[0]) / 1e6, deploy.adapter_mb(multi, "one")
+    assert 0 < one_mb < 5 and align.tensor_bytes(multi) / 1e6 == pytest.approx(base_mb + 2 * one_mb, rel=1e-3)
 
 
 def test_int8_replaces_linears_without_warnings():
@@ -74,10 +74,9 @@ def test_generated_tokens_stop_at_the_end_token_and_skip_padding():
 
 
 def test_throughput_arithmetic():
-    assert deploy.percentile([1, 2, 3, 4, 5], 50) == 3
-    assert deploy.percentile([1, 2, 3, 4, 5], 95) == pytest.approx(4.8)
-    row = deploy.summarise({"tokens": 200, "seconds": 2.0, "latencies": [1.0, 1.0]}, {"tokens": 100, "seconds": 4.0})
+    row = deploy.summarise({"tokens": 200, "seconds": 2.0, "latencies": [1, 2, 3, 4, 5]}, {"tokens": 100, "seconds": 4.0})
     assert row["tokens_per_s"] == 100 and row["x_naive"] == 4
+    assert row["p50_s"] == 3 and row["p95_s"] == pytest.approx(4.8)
     assert deploy.cost_per_million(1000, 3.6) == pytest.approx(1.0)
 
 
