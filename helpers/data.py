@@ -113,10 +113,21 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-def load_split(name: str, limit: int | None = None) -> list[dict]:
-    """Load data/<name>.jsonl strictly; optionally the first `limit` rows."""
+def take(rows: list, n: int | None, param: str, source: str) -> list:
+    """The first n rows (all when n is None); a ValueError naming the parameter when the source has fewer."""
+    if n is None:
+        return list(rows)
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"{param}={n!r}: expected a whole number >= 0 (or None for all of {source})")
+    if n > len(rows):
+        raise ValueError(f"{param}={n} asks for {n} rows, but {source} has only {len(rows)}: set {param} <= {len(rows)}")
+    return list(rows[:n])
+
+
+def load_split(name: str, limit: int | None = None, param: str = "limit") -> list[dict]:
+    """Load data/<name>.jsonl strictly; optionally the first `limit` rows (more than the file has is an error)."""
     rows, _ = read_jsonl(data_dir() / f"{name}.jsonl")
-    return rows[:limit] if limit else rows
+    return take(rows, limit or None, param, f"data/{name}.jsonl")
 
 
 def ticket(rec: dict) -> str:

@@ -55,6 +55,29 @@ def logits_gap(model_a, model_b, tok, conversations: list[list[dict]]) -> float:
     return worst
 
 
+def merge_gap(adapter_model, merged_model, tok, conversations: list[list[dict]]) -> dict[str, float]:
+    """The merged-vs-adapter logit gap in fp32, beside this machine's fp32 rounding floor and the gap in fp64.
+
+    floor: how far this very machine's fp32 forward pass lands from the same model run in float64 (the larger of the
+    two models); the kernels, and so the rounding, differ between processors. gap_fp64: the merge's own error with
+    inference rounding taken out (what is left is the rounding of the merged weights to fp32). A correct merge has
+    gap_fp64 <= floor; a wrong one (a lost adapter, a wrong alpha) is orders of magnitude above it.
+    """
+    import torch
+
+    wide = {"adapter": copy.deepcopy(adapter_model).double(), "merged": copy.deepcopy(merged_model).double()}
+    floor = max(logits_gap(adapter_model, wide["adapter"], tok, conversations),
+                logits_gap(merged_model, wide["merged"], tok, conversations))
+    scale = 0.0
+    for conv in conversations:
+        ids = tok(tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True),
+                  return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            scale = max(scale, merged_model(**ids).logits.abs().max().item())
+    return {"gap": logits_gap(adapter_model, merged_model, tok, conversations), "floor": floor,
+            "gap_fp64": logits_gap(wide["adapter"], wide["merged"], tok, conversations), "logit_scale": scale}
+
+
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
     """Call fn once; return (result, seconds)."""
     t0 = time.perf_counter()

@@ -147,3 +147,11 @@ def update_norm(r: int, alpha: float, rslora: bool, d: int = 576, seed: int = 0,
         x = torch.randn(d, generator=g)
         norms.append(float((scaling * b @ (a @ x)).norm()))
     return sum(norms) / len(norms)
+
+
+def rounding_floor(module: torch.nn.Module, x: torch.Tensor) -> float:
+    """How far this machine's fp32 forward of `module` on x lands from the same module run in float64."""
+    import copy
+
+    with torch.no_grad():
+        return (module(x) - copy.deepcopy(module).double()(x.double())).abs().max().item()

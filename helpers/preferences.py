@@ -11,7 +11,7 @@ import random
 import re
 from pathlib import Path
 
-from helpers.data import DataError, data_dir, gold, read_checked, read_jsonl, ticket, write_jsonl
+from helpers.data import DataError, data_dir, gold, read_checked, read_jsonl, take, ticket, write_jsonl
 
 REPLY_SYSTEM = "Write a short, helpful reply to this customer."
 FAILURES = ("upsell", "ramble", "refusal", "invented_policy", "no_order_ask")
@@ -216,14 +216,14 @@ def load(path: str | Path, kind: str = "pairs", strict: bool = True) -> tuple[li
     return read_checked(Path(path), lambda rec, where, n: check_row(rec, where, n, kind), strict)
 
 
-def load_data(name: str, limit: int | None = None) -> list[dict]:
-    """One committed preference file by key ('pairs', 'kto' or 'eval'), strictly, optionally the first `limit` rows."""
+def load_data(name: str, limit: int | None = None, param: str = "limit") -> list[dict]:
+    """One committed preference file by key ('pairs', 'kto' or 'eval'), strictly; optionally its first `limit` rows."""
     kind = "kto" if name == "kto" else "pairs"
     if name == "eval":   # plain rows (prompt + facts); a broken line still fails with its file and line
         rows, _ = read_checked(data_dir() / FILES["eval"], lambda rec, where, n: rec)
     else:
         rows, _ = load(data_dir() / FILES[name], kind)
-    return rows[:limit] if limit else rows
+    return take(rows, limit or None, param, f"data/{FILES[name]}")
 
 
 def reply_checks(reply: str, intent: str, order_id: str | None) -> dict[str, bool]:

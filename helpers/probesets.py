@@ -94,8 +94,8 @@ MAKERS = {"long": long_ticket, "typos_shouting": typos_shouting, "mixed_language
           "injection": injection, "multiple_order_ids": multiple_order_ids, "unseen_products": unseen_products}
 
 
-def build(rows: list[dict], n_per_set: int, seed: int = 0) -> dict[str, list[dict]]:
-    """n_per_set probes per stress, from the rows in order (rows a stress cannot apply to are skipped)."""
+def build(rows: list[dict], n_per_set: int, seed: int = 0, param: str = "n_per_set") -> dict[str, list[dict]]:
+    """n_per_set probes per stress, from the rows in order; a ValueError naming `param` if a set comes up short."""
     out = {}
     for k, kind in enumerate(SETS):
         rng, made = random.Random(seed * 1000 + k), []
@@ -105,6 +105,9 @@ def build(rows: list[dict], n_per_set: int, seed: int = 0) -> dict[str, list[dic
                 made.append(probe)
             if len(made) == n_per_set:
                 break
+        if len(made) < n_per_set:
+            raise ValueError(f"{param}={n_per_set}: only {len(made)} of the {len(rows)} tickets given can carry the "
+                             f"{kind!r} stress; set {param} <= {len(made)} or give more tickets")
         out[kind] = made
     return out
 

@@ -36,8 +36,8 @@ def xml_system_prompt() -> str:
     )
 
 
-def pick_shots(pool: list[dict], k: int) -> list[dict]:
-    """k examples with distinct intents (first seen in pool order), so the shots show variety."""
+def pick_shots(pool: list[dict], k: int, param: str = "k") -> list[dict]:
+    """k examples with distinct intents (first seen in pool order); a ValueError naming `param` if there are fewer."""
     shots, seen = [], set()
     for rec in pool:
         g = gold(rec)
@@ -46,6 +46,8 @@ def pick_shots(pool: list[dict], k: int) -> list[dict]:
             seen.add(g["intent"])
         if len(shots) == k:
             break
+    if len(shots) < k:
+        raise ValueError(f"{param}={k} asks for {k} shots with distinct intents, but the pool has only {len(shots)}")
     return shots
 
 

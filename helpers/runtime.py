@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 VERSIONED = ("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth", "vllm")
+# The processor flags that change float results and speed: which kernels oneDNN/MKL pick, and whether bf16 is fast.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,77 @@ def version(pkg: str) -> str | None:
         return None
 
 
+def cpu_flags(cpuinfo: str | None = None) -> dict[str, bool]:
+    """Which of CPU_FLAGS the processor reports (from /proc/cpuinfo; all False where it cannot be read)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    line = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
+    present = set(line.split(":", 1)[-1].split())
+    return {f: f in present for f in CPU_FLAGS}
+
+
+def math_backends() -> dict:
+    """torch's CPU math settings: the kernel level it dispatches to, oneDNN/MKL availability, fp32 matmul precision."""
+    import torch
+
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkldnn": torch.backends.mkldnn.is_available(), "mkl": torch.backends.mkl.is_available(),
+            "fp32_matmul_precision": torch.get_float32_matmul_precision(),
+            "processor": cpu_model()}
+
+
+def cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo (e.g. 'AMD EPYC'), else the platform's machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_gflops(n: int = 1024, dtype: str = "float32", seconds: float = 0.5) -> float:
+    """This machine's square-matmul speed now, at torch's current thread count (a speed floor to read timings by)."""
+    import time
+
+    import torch
+
+    a = torch.randn(n, n, dtype=getattr(torch, dtype))
+    b = torch.randn(n, n, dtype=getattr(torch, dtype))
+    a @ b                                   # warm-up: the kernel choice and the first allocation
+    reps, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        a @ b
+        reps += 1
+    return 2 * n ** 3 * reps / elapsed / 1e9
+
+
+def machine(speed: bool = True) -> dict:
+    """The processor flags, torch's math settings and (optionally) the fp32 matmul speed, recorded with measurements."""
+    out = {"cpu_flags": cpu_flags(), **math_backends()}
+    if speed:
+        out["fp32_matmul_gflops_1024"] = round(matmul_gflops(), 1)
+    return out
+
+
+def cpu_label(flags: dict[str, bool] | None = None) -> str:
+    """Short form of the flags, e.g. 'AVX2, no AVX-512, no bf16 units' or 'AVX-512, AMX-BF16, AVX512-BF16'."""
+    f = cpu_flags() if flags is None else flags
+    parts = ["AVX2" if f["avx2"] else "no AVX2", "AVX-512" if f["avx512f"] else "no AVX-512"]
+    bf16 = [name for key, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if f[key]]
+    return ", ".join(parts + (bf16 or ["no bf16 units"]))
+
+
 def env_line(rt: Runtime) -> str:
-    """One line: package versions, device and backend (and why)."""
+    """One line: package versions, device and backend (and why), the processor's flags and torch's kernel level."""
     vers = " ".join(f"{p} {v}" for p in VERSIONED if (v := version(p)))
-    return f"{rt.label} ({rt.reason}) | {rt.threads} threads | Python {platform.python_version()} | {vers}"
+    mb = math_backends()
+    cpu = f"CPU {mb['processor']}: {cpu_label()} | torch kernels {mb['cpu_capability']}, oneDNN {'on' if mb['mkldnn'] else 'off'}"
+    return f"{rt.label} ({rt.reason}) | {rt.threads} threads | {cpu} | Python {platform.python_version()} | {vers}"
 
 
 def repo_root() -> Path:
@@ -153,7 +222,8 @@ def write_metrics(folder: Path, metrics: dict, rt: Runtime | None = None) -> Pat
     """Write metrics.json in the run folder (with the environment line); return its path."""
     payload = {"written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **metrics}
     if rt is not None:
-        payload["environment"] = {"device": rt.device, "backend": rt.backend, "line": env_line(rt)}
+        payload["environment"] = {"device": rt.device, "backend": rt.backend, "line": env_line(rt),
+                                  "threads": rt.threads, "machine": machine()}
     path = Path(folder) / "metrics.json"
     path.write_text(json.dumps(payload, indent=2, default=_jsonable), encoding="utf-8")
     return path

@@ -177,3 +177,26 @@ def test_probe_set_is_hand_written_sized_and_unseen():
     for r in probes:
         assert data.ticket(r).lower() not in generated, (r["id"], "a probe ticket appears in a generated file")
     assert (data.data_dir() / "probes.card.md").exists()
+
+
+def test_take_names_the_parameter_when_the_data_is_short():
+    rows = list(range(5))
+    assert data.take(rows, 3, "N_X", "x.jsonl") == [0, 1, 2] and data.take(rows, None, "N_X", "x.jsonl") == rows
+    with pytest.raises(ValueError, match=r"N_X=6 asks for 6 rows, but x.jsonl has only 5: set N_X <= 5"):
+        data.take(rows, 6, "N_X", "x.jsonl")
+    with pytest.raises(ValueError, match=r"N_X=-1"):
+        data.take(rows, -1, "N_X", "x.jsonl")
+    with pytest.raises(ValueError, match=r"N_EVAL=201 .* data/eval.jsonl has only 200"):
+        data.load_split("eval", 201, "N_EVAL")
+
+
+def test_shots_and_probe_sets_refuse_sizes_they_cannot_fill():
+    from helpers import probesets, prompts
+
+    with pytest.raises(ValueError, match=r"N_SHOTS=9 .* only 8"):
+        prompts.pick_shots(data.load_split("train"), 9, "N_SHOTS")
+    ev = data.load_split("eval")
+    sets = probesets.build(ev, 25, 0, param="N_PROBE_SET")
+    assert all(len(v) == 25 for v in sets.values())
+    with pytest.raises(ValueError, match=r"N_PROBE_SET=25: only 0 of the 0 tickets"):
+        probesets.build(ev[200:], 25, 0, param="N_PROBE_SET")

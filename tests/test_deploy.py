@@ -33,9 +33,23 @@ def test_merge_gives_the_adapter_logits(model_dir, model_and_tok, two_adapters):
     _, tok = model_and_tok
     adapter = deploy.load_adapter_model(model_dir, two_adapters["one"])
     merged = deploy.load_adapter_model(model_dir, two_adapters["one"]).merge_and_unload()
-    assert deploy.logits_gap(adapter, merged, tok, CONVS) < 1e-3
-    # the adapter really changes the model, so a merge that dropped it would fail the check above
-    assert deploy.logits_gap(adapter, models.load(str(model_dir))[0], tok, CONVS) > 1e-2
+    gap = deploy.merge_gap(adapter, merged, tok, CONVS)
+    # bounds from this machine's own fp32 rounding (measured in the same call), never from another machine's numbers
+    assert 0 < gap["floor"] < 1e-3 * gap["logit_scale"], gap   # fp32 is off by far less than 0.1%
+    assert gap["gap_fp64"] <= 2 * gap["floor"] and gap["gap"] <= 4 * gap["floor"], gap
+    # the adapter really changes the model, so a merge that dropped it would fail the checks above
+    assert deploy.logits_gap(adapter, models.load(str(model_dir))[0], tok, CONVS) > 1000 * gap["floor"]
+
+
+def test_a_wrong_merge_is_far_above_the_rounding_floor(model_dir, model_and_tok, two_adapters):
+    _, tok = model_and_tok
+    adapter = deploy.load_adapter_model(model_dir, two_adapters["one"])
+    wrong = deploy.load_adapter_model(model_dir, two_adapters["one"])
+    for module in wrong.modules():   # the alpha x3 bug: the update folded in at three times its scale
+        if isinstance(getattr(module, "scaling", None), dict):
+            module.scaling = {k: 3 * v for k, v in module.scaling.items()}
+    gap = deploy.merge_gap(adapter, wrong.merge_and_unload(), tok, CONVS)
+    assert gap["gap_fp64"] > 1000 * gap["floor"], gap
 
 
 def test_routing_gives_each_request_its_own_adapter(model_dir, model_and_tok, two_adapters):

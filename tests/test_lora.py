@@ -16,7 +16,10 @@ def test_lora_starts_as_a_no_op_and_merges_exactly():
     assert torch.equal(layer(x), base(x))                       # B = 0 at init
     torch.nn.init.normal_(layer.B, std=0.1)
     assert (layer(x) - base(x)).abs().max() > 1e-3
-    assert (layer.merged()(x) - layer(x)).abs().max() < 1e-5
+    # bounds from this machine's own fp32 rounding of the layer (against float64), never a fixed 1e-5
+    floor = lora.rounding_floor(layer, x)
+    assert 0 < floor < 1e-5 * layer(x).abs().max()
+    assert (layer.merged()(x) - layer(x)).abs().max() <= 4 * floor
     assert layer.scaling == 2.0 and lora.LoRALinear(torch.nn.Linear(8, 8), 4, 8, rslora=True).scaling == 4.0
 
 
@@ -32,7 +35,7 @@ def test_matches_peft_on_a_linear():
     ours.base.weight.data = lay.base_layer.weight.data.clone()
     ours.A.data, ours.B.data = lay.lora_A["default"].weight.data.clone(), lay.lora_B["default"].weight.data.clone()
     x = torch.randn(3, 16)
-    assert (pm(x) - ours(x)).abs().max() < 1e-6
+    assert (pm(x) - ours(x)).abs().max() <= 4 * lora.rounding_floor(ours, x)
 
 
 def test_seed_figure_and_target_ratios():

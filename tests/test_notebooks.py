@@ -81,7 +81,9 @@ def check_02(course_dir):
 
 def check_03(course_dir):
     m = load_metrics(course_dir, "03_lora_math")
-    assert m["max_abs_diff_vs_peft"] < 1e-5 and m["max_abs_diff_merged"] < 1e-5
+    # within this run's own fp32 rounding floor (the layer against itself in float64), not one machine's numbers
+    floor = m["fp32_rounding_floor"]
+    assert m["max_abs_diff_vs_peft"] <= 4 * floor and m["max_abs_diff_merged"] <= 4 * floor, (floor, m)
     assert m["seed_4096_r16_params"] == 131_072 and abs(m["seed_4096_r16_share"] - 0.0078) < 1e-4
     assert m["peft_trainable_r16_all_linear"] == m["formula_r16_all_linear"]
     assert 3 <= m["all_linear_over_attention_llama8b"] <= 4 and m["all_linear_over_attention_smollm2"] < 3
@@ -269,7 +271,9 @@ def check_08(course_dir):
     m = load_metrics(course_dir, "08_serving")
     # merged == base + adapter; the adapter is small on disk, the merged folder a whole model
     mva = m["merged_vs_adapter"]
-    assert mva["max_logit_diff"] < 1e-3, mva
+    # bounds from this run's own fp32 rounding floor: the gap was 8.1e-05 on one processor and 2.6e-03 on another
+    assert mva["max_logit_diff"] == mva["gap"] and 0 < mva["floor"] < 1e-3 * mva["logit_scale"], mva
+    assert mva["gap_fp64"] <= 2 * mva["floor"] and mva["gap"] <= 4 * mva["floor"], mva
     assert mva["of which the adapter, MB"]["base + adapter"] < 50 < mva["disk_MB"]["merged"], mva
     # multi-LoRA: every routed answer is its own adapter's; one base + 2 adapters < two merged copies
     ml = m["multi_lora"]

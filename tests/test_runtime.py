@@ -60,3 +60,24 @@ def test_write_metrics_round_trips_numpy(tmp_path):
     assert got["acc"] == 0.5 and got["n"] == 3 and got["environment"]["device"] == "cpu"
     with pytest.raises(TypeError, match="not JSON-serialisable"):
         runtime.write_metrics(tmp_path, {"bad": object()})
+
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+AMX = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+
+
+def test_cpu_flags_read_from_cpuinfo():
+    assert runtime.cpu_flags(AVX2_ONLY) == {"avx2": True, "avx512f": False, "avx512_bf16": False,
+                                            "amx_bf16": False, "amx_tile": False}
+    assert all(runtime.cpu_flags(AMX).values())
+    assert not any(runtime.cpu_flags("").values())          # unreadable: nothing claimed
+    assert runtime.cpu_label(runtime.cpu_flags(AVX2_ONLY)) == "AVX2, no AVX-512, no bf16 units"
+    assert runtime.cpu_label(runtime.cpu_flags(AMX)) == "AVX2, AVX-512, AMX-BF16, AVX512-BF16"
+
+
+def test_env_line_and_metrics_name_the_machine(tmp_path):
+    rt = runtime.setup(seed=0)
+    line = runtime.env_line(rt)
+    assert runtime.cpu_label() in line and "torch kernels" in line
+    m = json.loads(runtime.write_metrics(tmp_path, {"x": 1}, rt).read_text())["environment"]["machine"]
+    assert set(m["cpu_flags"]) == set(runtime.CPU_FLAGS) and m["cpu_capability"] and "mkldnn" in m

@@ -1,0 +1,65 @@
+"""Every profile's sizes fit the shipped data: each notebook's `sizes` cell runs with them, in seconds, no model.
+
+A learner parameter the data cannot supply must fail here, naming the parameter, not two hours into `make course`.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+from helpers import course
+
+NOTEBOOKS = course.notebooks()
+PROFILES = ("full", "ci", "ablation")
+# Notebook 02 reads the whole raw dump whatever its parameters: it has no size to check.
+WITHOUT_SIZES = {"02_data_curation"}
+
+
+def tagged(nb_path, tag: str) -> list[str]:
+    """The sources of the notebook's cells carrying `tag`, in order."""
+    return [c.source for c in nbformat.read(nb_path, as_version=4).cells if tag in c.metadata.get("tags", [])]
+
+
+def run_sizes(nb_path, overrides: dict) -> dict:
+    """Execute setup, parameters (+ overrides, as papermill injects them) and the sizes cells; return the namespace."""
+    ns: dict = {}
+    (setup,), (params,) = tagged(nb_path, "setup"), tagged(nb_path, "parameters")
+    exec(compile(TransformerManager().transform_cell(setup), f"{nb_path.name}:setup", "exec"), ns)
+    exec(compile(params, f"{nb_path.name}:parameters", "exec"), ns)
+    ns.update(overrides)
+    for k, src in enumerate(tagged(nb_path, "sizes")):
+        exec(compile(src, f"{nb_path.name}:sizes[{k}]", "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_size_parameter_has_a_sizes_cell(nb):
+    if nb.stem in WITHOUT_SIZES:
+        return
+    assert tagged(nb, "sizes"), f"{nb.name}: pick the rows the size parameters choose in a cell tagged 'sizes'"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("nb", [p for p in NOTEBOOKS if p.stem not in WITHOUT_SIZES], ids=lambda p: p.stem)
+def test_profile_sizes_fit_the_shipped_data(nb, profile, capsys):
+    overrides = course.profile(profile).get(nb.stem, {})
+    ns = run_sizes(nb, overrides)
+    printed = capsys.readouterr().out
+    assert printed.strip(), f"{nb.name}: the sizes cell should print what it picked"
+    for name, value in overrides.items():
+        assert ns[name] == value, (name, ns[name], value)
+
+
+def test_notebook_07_learner_defaults_give_full_probe_sets():
+    """The crash this test exists for: N_TEST=200 took the whole eval split and left every probe set empty."""
+    ns = run_sizes(course.notebooks()[6], course.profile("full").get("07_eval", {}))
+    assert ns["N_TEST"] == 200 and len(ns["test_rows"]) == 200
+    assert {k: len(v) for k, v in ns["stress"].items()} == {k: ns["N_PROBE_SET"] for k in ns["stress"]}
+
+
+@pytest.mark.parametrize("param,value", [("N_TEST", 10_000), ("N_PROBE_SET", 500), ("N_ARM_EVAL", 201)])
+def test_a_size_the_data_cannot_supply_fails_naming_the_parameter(param, value):
+    with pytest.raises(ValueError, match=rf"{param}={value}"):
+        run_sizes(course.notebooks()[6], {param: value})
