@@ -65,17 +65,20 @@ def merge_gap(adapter_model, merged_model, tok, conversations: list[list[dict]])
     """
     import torch
 
-    wide = {"adapter": copy.deepcopy(adapter_model).double(), "merged": copy.deepcopy(merged_model).double()}
-    floor = max(logits_gap(adapter_model, wide["adapter"], tok, conversations),
-                logits_gap(merged_model, wide["merged"], tok, conversations))
-    scale = 0.0
+    models_ = {"a32": adapter_model, "m32": merged_model,
+               "a64": copy.deepcopy(adapter_model).double(), "m64": copy.deepcopy(merged_model).double()}
+    out = {"gap": 0.0, "floor": 0.0, "gap_fp64": 0.0, "logit_scale": 0.0}
     for conv in conversations:
         ids = tok(tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True),
                   return_tensors="pt", add_special_tokens=False)
-        with torch.inference_mode():
-            scale = max(scale, merged_model(**ids).logits.abs().max().item())
-    return {"gap": logits_gap(adapter_model, merged_model, tok, conversations), "floor": floor,
-            "gap_fp64": logits_gap(wide["adapter"], wide["merged"], tok, conversations), "logit_scale": scale}
+        with torch.inference_mode():   # each model's logits once per prompt
+            lg = {k: m(**ids).logits.double() for k, m in models_.items()}
+        worst = lambda x, y: (lg[x] - lg[y]).abs().max().item()
+        out = {"gap": max(out["gap"], worst("a32", "m32")),
+               "floor": max(out["floor"], worst("a32", "a64"), worst("m32", "m64")),
+               "gap_fp64": max(out["gap_fp64"], worst("a64", "m64")),
+               "logit_scale": max(out["logit_scale"], lg["m32"].abs().max().item())}
+    return out
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:

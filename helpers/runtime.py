@@ -99,15 +99,19 @@ def version(pkg: str) -> str | None:
         return None
 
 
-def cpu_flags(cpuinfo: str | None = None) -> dict[str, bool]:
-    """Which of CPU_FLAGS the processor reports (from /proc/cpuinfo; all False where it cannot be read)."""
+def _cpuinfo_field(name: str, cpuinfo: str | None = None) -> str:
+    """The first value of a /proc/cpuinfo field ('flags', 'model name'); empty where it cannot be read."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            cpuinfo = ""
-    line = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
-    present = set(line.split(":", 1)[-1].split())
+            return ""
+    return next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith(name)), "")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> dict[str, bool]:
+    """Which of CPU_FLAGS the processor reports (from /proc/cpuinfo; all False where it cannot be read)."""
+    present = set(_cpuinfo_field("flags", cpuinfo).split())
     return {f: f in present for f in CPU_FLAGS}
 
 
@@ -123,13 +127,7 @@ def math_backends() -> dict:
 
 def cpu_model() -> str:
     """The processor's model name from /proc/cpuinfo (e.g. 'AMD EPYC'), else the platform's machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def matmul_gflops(n: int = 1024, dtype: str = "float32", seconds: float = 0.5) -> float:
