@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
-.PHONY: setup course test ui-test lab data bench bench-serving clean-runs
+.PHONY: setup course test ui-test lab data bench bench-serving bench-load clean-runs
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ bench: setup
 # Serving throughput: naive loop vs batched generate vs the guarded server (1 and 4 clients, continuous batching).
 bench-serving: setup
 	$(PY) bench/serving.py
+
+# Load test of the guarded server: concurrent clients, good and malformed requests, RSS before and after.
+bench-load: setup
+	$(PY) bench/serve_load.py
 
 data: setup
 	$(PY) -m helpers.datagen data

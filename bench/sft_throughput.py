@@ -82,6 +82,8 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
                          save_strategy="no", logging_steps=1)
     else:
         args = train.sft_config(recipe, out, rt.device)
+    if spec["config"] != "trl":
+        train.compact_lm_head_on_cpu()   # the course's switch: TRL's LM head scores only the answer positions on CPU
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
                          peft_config=train.lora_config(recipe))
     train.keep_adapters_fp32(trainer, rt.device)

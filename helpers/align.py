@@ -40,11 +40,13 @@ def dataset(rows: list[dict], kind: str = "pairs"):
 
 
 def common_args(out_dir: Path, steps: int, lr: float, batch: int, device: str, seed: int = 0) -> dict:
-    """TrainingArguments shared by every trainer here: constant lr, a log line per step, fp32 on CPU."""
+    """TrainingArguments shared by every trainer here: constant lr, a log line per step, bf16 where the hardware has it."""
+    from helpers.runtime import compute_dtype
+
     return dict(output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
                 lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, report_to=[], save_strategy="no",
-                seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=device == "cuda",
-                dataloader_num_workers=0, disable_tqdm=True)
+                seed=seed, data_seed=seed, use_cpu=device == "cpu",
+                bf16=compute_dtype(device)[0] == "bf16", dataloader_num_workers=0, disable_tqdm=True)
 
 
 def series(trainer, key: str) -> list[tuple[int, float]]:
@@ -188,14 +190,17 @@ def timed_train(trainer) -> dict:
 def sample(model, tok, conversations: list[list[dict]], k: int, temperature: float = 1.0, max_new_tokens: int = 48,
            batch_size: int = 16, seed: int = 0) -> list[list[str]]:
     """k sampled completions per conversation (for pass@k), seeded, left-padded batches."""
+    from helpers.runtime import autocast, compute_dtype
+
     torch.manual_seed(seed)
+    amp = compute_dtype(model.device.type)[0]   # bf16 autocast where the hardware has bf16 units
     convs = [c for c in conversations for _ in range(k)]
     flat: list[str] = []
     for start in tqdm(range(0, len(convs), batch_size), desc=f"sample k={k}", leave=False):
         texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
                  for c in convs[start:start + batch_size]]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(amp, model.device.type):
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
                                  top_p=1.0, top_k=0, pad_token_id=tok.pad_token_id)
         flat += [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]

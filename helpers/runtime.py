@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 VERSIONED = ("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth", "vllm")
 # The processor flags that change float results and speed: which kernels oneDNN/MKL pick, and whether bf16 is fast.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")   # a CPU with either runs bf16 matmuls fast; without both, bf16 is far slower
+DTYPES = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class Runtime:
     backend: str
     reason: str
     threads: int
+    dtype: str = "fp32"
+    dtype_reason: str = ""
 
     @property
     def label(self) -> str:
@@ -82,13 +87,53 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def compute_dtype(device: str, choice: str | None = None, flags: dict[str, bool] | None = None) -> tuple[str, str]:
+    """('bf16' or 'fp32', why) for training and generation: bf16 autocast where the hardware has bf16 units.
+
+    `choice` defaults to $WORKBOOK_DTYPE (auto, fp32 or bf16). bf16 asked for on a CPU without bf16 units
+    falls back to fp32, and the reason names the missing flags.
+    """
+    choice = (choice if choice is not None else os.environ.get("WORKBOOK_DTYPE", "auto")).strip().lower() or "auto"
+    if choice not in DTYPES:
+        raise ValueError(f"WORKBOOK_DTYPE={choice!r}: use one of {', '.join(DTYPES)}")
+    if choice == "fp32":
+        return "fp32", "fp32: WORKBOOK_DTYPE=fp32"
+    if device == "cuda":
+        import torch
+
+        ok = torch.cuda.is_bf16_supported()
+        return ("bf16", "bf16: this GPU supports it") if ok else ("fp32", "fp32: this GPU has no bf16 support")
+    if device != "cpu":
+        return "fp32", f"fp32: bf16 autocast is not set up for {device}"
+    f = cpu_flags() if flags is None else flags
+    have = [k for k in BF16_FLAGS if f.get(k)]
+    if have:
+        return "bf16", f"bf16 autocast, fp32 weights: this CPU has {' and '.join(have)}"
+    if choice == "bf16":
+        return "fp32", (f"WORKBOOK_DTYPE=bf16 ignored: this CPU lacks {' and '.join(BF16_FLAGS)}, where bf16 runs far "
+                        "slower than fp32; using fp32")
+    return "fp32", f"fp32: this CPU has no bf16 units ({' / '.join(BF16_FLAGS)})"
+
+
+def autocast(dtype: str, device: str = "cpu"):
+    """A torch.autocast context for bf16 (weights and optimizer stay fp32), a no-op for fp32."""
+    if dtype != "bf16":
+        return nullcontext()
+    import torch
+
+    return torch.autocast(device_type="cuda" if device == "cuda" else "cpu", dtype=torch.bfloat16)
+
+
 def setup(seed: int = 0, threads: int | None = None) -> Runtime:
-    """Pick device and backend, set threads and seeds; call once at the top of a notebook."""
+    """Pick device, backend and compute dtype, set threads and seeds; call once at the top of a notebook."""
     device = pick_device()
     backend, reason = pick_backend(device)
+    dtype, why = compute_dtype(device)
+    if why.startswith("WORKBOOK_DTYPE=bf16 ignored"):
+        print(why)
     n = set_threads(threads)
     seed_everything(seed)
-    return Runtime(device, backend, reason, n)
+    return Runtime(device, backend, reason, n, dtype, why)
 
 
 def version(pkg: str) -> str | None:
@@ -167,7 +212,7 @@ def env_line(rt: Runtime) -> str:
     vers = " ".join(f"{p} {v}" for p in VERSIONED if (v := version(p)))
     mb = math_backends()
     cpu = f"CPU {mb['processor']}: {cpu_label()} | torch kernels {mb['cpu_capability']}, oneDNN {'on' if mb['mkldnn'] else 'off'}"
-    return f"{rt.label} ({rt.reason}) | {rt.threads} threads | {cpu} | Python {platform.python_version()} | {vers}"
+    return f"{rt.label} ({rt.reason}) | {rt.dtype_reason or rt.dtype} | {rt.threads} threads | {cpu} | Python {platform.python_version()} | {vers}"
 
 
 def repo_root() -> Path:
@@ -220,8 +265,8 @@ def write_metrics(folder: Path, metrics: dict, rt: Runtime | None = None) -> Pat
     """Write metrics.json in the run folder (with the environment line); return its path."""
     payload = {"written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **metrics}
     if rt is not None:
-        payload["environment"] = {"device": rt.device, "backend": rt.backend, "line": env_line(rt),
-                                  "threads": rt.threads, "machine": machine()}
+        payload["environment"] = {"device": rt.device, "backend": rt.backend, "dtype": rt.dtype,
+                                  "line": env_line(rt), "threads": rt.threads, "machine": machine()}
     path = Path(folder) / "metrics.json"
     path.write_text(json.dumps(payload, indent=2, default=_jsonable), encoding="utf-8")
     return path

@@ -55,12 +55,138 @@ def _prompt_text(messages: list[dict]) -> str:
     return "\n".join(parts)
 
 
+ROLES = ("system", "developer", "user", "assistant")
+MAX_BODY_BYTES = 1_000_000        # a body over this gets a 413 before it is parsed or tokenized (--max-body-bytes)
+MAX_NEW_TOKENS_CAP = 4096         # max_tokens above this is refused: the model's context is 8192 and prompts are capped
+MAX_JSON_DEPTH = 32               # deeper nesting is refused before json.loads (Python's parser recurses)
+# Fields OpenAI clients send that the server cannot honour: refused with a 400 naming the field and why.
+UNSUPPORTED = {**IGNORED_BY_TRANSFORMERS_SERVE,
+               "tools": "tool calling is not set up on this server", "tool_choice": "tool calling is not set up",
+               "functions": "function calling is not set up", "function_call": "function calling is not set up",
+               "logit_bias": "token ids are not checked against the vocabulary here, so it is refused",
+               "presence_penalty": "transformers serve does not apply it", "audio": "audio is not supported",
+               "modalities": "only text is supported", "prediction": "predicted outputs are not supported",
+               "parallel_tool_calls": "tool calling is not set up", "service_tier": "there is one tier",
+               "store": "completions are not stored", "metadata": "completions are not stored",
+               "reasoning_effort": "this is not a reasoning model", "web_search_options": "there is no web search"}
+
+
+def _schema():
+    """The accepted chat-completion request as pydantic models (built on first use; pydantic comes with fastapi)."""
+    from typing import Annotated, Literal, Union
+
+    from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
+
+    class TextPart(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        type: Literal["text"]
+        text: StrictStr
+
+    class Message(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        role: Literal[ROLES]
+        content: Union[StrictStr, Annotated[list[TextPart], Field(min_length=1)]]
+        name: StrictStr | None = None
+
+    class StreamOptions(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        include_usage: StrictBool | None = None
+
+    Stop = Union[StrictStr, Annotated[list[StrictStr], Field(min_length=1, max_length=4)]]
+
+    class ChatRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        model: StrictStr | None = None
+        messages: Annotated[list[Message], Field(min_length=1)]
+        max_tokens: Annotated[StrictInt, Field(ge=1, le=MAX_NEW_TOKENS_CAP)] | None = None
+        max_completion_tokens: Annotated[StrictInt, Field(ge=1, le=MAX_NEW_TOKENS_CAP)] | None = None
+        temperature: Annotated[float, Field(ge=0, le=2, strict=False)] | None = None
+        top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+        frequency_penalty: Annotated[float, Field(gt=-1, le=2)] | None = None   # served as repetition_penalty = 1 + it
+        n: Literal[1] | None = None
+        seed: StrictInt | None = None
+        stop: Stop | None = None
+        stream: StrictBool | None = None
+        stream_options: StreamOptions | None = None
+        user: StrictStr | None = None
+        generation_config: StrictStr | None = None   # transformers serve's extension: a JSON GenerationConfig
+        logprobs: Literal[False] | None = None
+
+        @field_validator("generation_config")
+        @classmethod
+        def _a_json_object(cls, v):
+            try:
+                ok = v is None or isinstance(json.loads(v), dict)
+            except (ValueError, RecursionError):
+                ok = False
+            if not ok:
+                raise ValueError("must be a JSON object encoded as a string")
+            return v
+
+        @model_validator(mode="after")
+        def _stream_options_need_stream(self):
+            if self.stream_options is not None and not self.stream:
+                raise ValueError("'stream_options' is only allowed with 'stream': true")
+            return self
+
+    return ChatRequest
+
+
+@functools.lru_cache(maxsize=1)
+def chat_request_model():
+    """The pydantic model of an accepted request (cached)."""
+    return _schema()
+
+
+def _json_depth(raw: bytes) -> int:
+    """The deepest nesting of [ and { outside strings, without parsing (a cheap guard before json.loads)."""
+    depth = deepest = 0
+    in_str = esc = False
+    for b in raw:
+        if in_str:
+            esc, in_str = (False, in_str) if esc else (b == 0x5C, b != 0x22)
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _first_error(exc) -> tuple[str, str]:
+    """(param, message) for the most telling pydantic validation error, in OpenAI's dotted-path style.
+
+    For a field that may be a string or a list (`stop`, `content`), a list value's error comes from the list branch.
+    """
+    errors = exc.errors()
+    telling = [e for e in errors if not (e["type"].endswith("_type") and isinstance(e.get("input"), (list, dict))
+                                         and not e["type"].startswith(("list", "dict", "model")))]
+    err = (telling or errors)[0]
+    loc = [str(x) for x in err["loc"] if not str(x).startswith(("str", "list[", "function-", "literal[", "union[", "json-"))]
+    param = ""
+    for part in loc:
+        param += f"[{part}]" if part.isdigit() else (f".{part}" if param else part)
+    return param or "body", f"'{param or 'body'}': {err['msg'].lower()} (got {err.get('input')!r:.60})"
+
+
 def check_request(raw: bytes, served_name: str, count_tokens: Callable[[list[dict]], int],
-                  max_prompt_tokens: int = MAX_PROMPT_TOKENS, aliases: tuple[str, ...] = ()) -> tuple[int, dict] | dict:
+                  max_prompt_tokens: int = MAX_PROMPT_TOKENS, aliases: tuple[str, ...] = (),
+                  max_body_bytes: int = MAX_BODY_BYTES) -> tuple[int, dict] | dict:
     """Validate a chat request: an (status, error body) pair for a bad one, else the parsed body."""
+    from pydantic import ValidationError
+
+    if len(raw) > max_body_bytes:
+        return _error(413, f"the body is {len(raw)} bytes; this server accepts at most {max_body_bytes}",
+                      code="request_too_large")
+    if _json_depth(raw) > MAX_JSON_DEPTH:
+        return _error(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        body = json.loads(raw.decode("utf-8"))            # RFC 8259: JSON between systems is UTF-8
+    except UnicodeDecodeError as e:
+        return _error(400, f"the body is not UTF-8: {e.reason} at byte {e.start}", code="invalid_json")
+    except (json.JSONDecodeError, RecursionError) as e:
         return _error(400, f"malformed JSON body: {getattr(e, 'msg', e)} at line {getattr(e, 'lineno', 1)} "
                            f"column {getattr(e, 'colno', 1)}", code="invalid_json")
     if not isinstance(body, dict):
@@ -75,11 +201,19 @@ def check_request(raw: bytes, served_name: str, count_tokens: Callable[[list[dic
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             return _error(400, f"messages[{i}] needs a 'role' and a 'content'", f"messages[{i}]")
-    for name, why in IGNORED_BY_TRANSFORMERS_SERVE.items():
+    for name, why in UNSUPPORTED.items():
         value = body.get(name)
-        if value not in (None, False) and not (name == "n" and value == 1):
-            return _error(400, f"'{name}' is not supported: transformers serve would answer 200 while {why}",
-                          name, "unsupported_parameter")
+        if value is not None and value is not False and not (name == "n" and type(value) is int and value == 1):
+            return _error(400, f"'{name}' is not supported: {why}", name, "unsupported_parameter")
+    unknown = sorted(set(body) - set(chat_request_model().model_fields))
+    if unknown:
+        return _error(400, f"'{unknown[0]}' is not a chat-completion parameter this server knows", unknown[0],
+                      "unknown_parameter")
+    try:
+        chat_request_model().model_validate(body)
+    except ValidationError as e:
+        param, message = _first_error(e)
+        return _error(400, message, param, "invalid_value")
     n = count_tokens(messages)
     if n > max_prompt_tokens:
         return _error(400, f"the prompt is {n} tokens; this server accepts at most {max_prompt_tokens}",
@@ -95,23 +229,60 @@ async def _send_json(send, status: int, payload: dict) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+async def _discard_body(receive, limit: int) -> None:
+    """Read and drop the rest of a request body (up to `limit` bytes), so an early answer reaches the client."""
+    seen, more = 0, True
+    while more and seen <= limit:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return
+        seen += len(msg.get("body", b""))
+        more = msg.get("more_body", False)
+
+
+def authorized(headers: list[tuple[bytes, bytes]], api_key: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <api_key>` (always true when no key is set)."""
+    import hmac
+
+    if not api_key:
+        return True
+    got = dict(headers).get(b"authorization", b"").decode("latin-1")
+    return hmac.compare_digest(got, f"Bearer {api_key}")
+
+
 def guard_app(inner, model_dir: str, served_name: str, count_tokens: Callable[[list[dict]], int],
-              max_prompt_tokens: int = MAX_PROMPT_TOKENS):
-    """Wrap the transformers serve ASGI app: refuse bad chat requests with a 4xx, answer /v1/models."""
+              max_prompt_tokens: int = MAX_PROMPT_TOKENS, api_key: str = "", max_body_bytes: int = MAX_BODY_BYTES):
+    """Wrap the transformers serve ASGI app: a key on every route but /health, bad chat requests refused with a 4xx
+    (a 413 for an oversized body before it is read in full), and /v1/models answered."""
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return await inner(scope, receive, send)
+        if scope["path"] != "/health" and not authorized(scope["headers"], api_key):
+            return await _send_json(send, 401, _error(401, "missing or wrong API key: send 'Authorization: Bearer "
+                                                            "<key>'", code="invalid_api_key")[1])
         if scope["method"] == "GET" and scope["path"] == "/v1/models":
             return await _send_json(send, 200, {"object": "list", "data": [
                 {"id": served_name, "object": "model", "created": 0, "owned_by": "fine-tuning-workbook"}]})
         if scope["method"] != "POST" or scope["path"] != "/v1/chat/completions":
             return await inner(scope, receive, send)
-        raw, more = b"", True
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            await _discard_body(receive, 64 * max_body_bytes)   # drained unparsed, so the client reads the 413
+            return await _send_json(send, *_error(413, f"the body is {int(declared)} bytes; this server accepts at most "
+                                                       f"{max_body_bytes}", code="request_too_large"))
+        chunks, size, more = [], 0, True
         while more:
             msg = await receive()
-            raw += msg.get("body", b"")
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
             more = msg.get("more_body", False)
-        checked = check_request(raw, served_name, count_tokens, max_prompt_tokens, (model_dir,))
+            if size > max_body_bytes:                      # a chunked body without a length: stop keeping it
+                if more:
+                    await _discard_body(receive, 64 * max_body_bytes)
+                return await _send_json(send, *_error(413, f"the body is over {max_body_bytes} bytes",
+                                                           code="request_too_large"))
+        raw = b"".join(chunks)
+        checked = check_request(raw, served_name, count_tokens, max_prompt_tokens, (model_dir,), max_body_bytes)
         if isinstance(checked, tuple):
             return await _send_json(send, *checked)
         checked["model"] = model_dir                       # the pinned server knows the model by its folder
@@ -131,19 +302,54 @@ def guard_app(inner, model_dir: str, served_name: str, count_tokens: Callable[[l
     return app
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage block) and exits 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+API_KEY_ENV = "WORKBOOK_SERVE_API_KEY"
+
+
+def preflight(args) -> str | None:
+    """The one-line reason the server cannot start with these arguments, or None."""
+    folder = Path(args.model_dir)
+    if not folder.is_dir():
+        return f"{folder}: no such model folder"
+    if not (folder / "config.json").exists():
+        return f"{folder}: no config.json (a merged model folder is needed; adapters are not served)"
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        return f"{folder}: no weights (*.safetensors or *.bin) next to config.json"
+    if args.host not in LOOPBACK and not args.api_key:
+        return (f"--host {args.host} reaches beyond this machine: set --api-key or ${API_KEY_ENV}, "
+                "or bind to 127.0.0.1")
+    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as e:
+            return f"cannot listen on {args.host}:{args.port}: {e.strerror or e}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """`transformers serve` pinned to one model folder, behind the request guard."""
-    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap = _OneLineParser(description=main.__doc__)
     ap.add_argument("model_dir")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--served-name", default="", help="the name clients send as `model` (default: the folder name)")
     ap.add_argument("--max-prompt-tokens", type=int, default=MAX_PROMPT_TOKENS)
+    ap.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="larger bodies get a 413")
+    ap.add_argument("--api-key", default=os.environ.get(API_KEY_ENV, ""),
+                    help=f"require 'Authorization: Bearer KEY' on every route but /health (default: ${API_KEY_ENV})")
     ap.add_argument("--continuous-batching", action="store_true")
     args = ap.parse_args(argv)
+    problem = preflight(args)
+    if problem:
+        sys.exit(f"error: {problem}")
     model_dir = str(Path(args.model_dir).resolve())
-    if not Path(model_dir, "config.json").exists():
-        sys.exit(f"error: {model_dir}: no config.json (a merged model folder is needed; adapters are not served)")
     from transformers import AutoTokenizer
     import transformers.cli.serving.server as server
 
@@ -158,7 +364,8 @@ def main(argv: list[str] | None = None) -> None:
 
     build = server.build_server
     server.build_server = lambda *a, **k: guard_app(build(*a, **k), model_dir, args.served_name or Path(model_dir).name,
-                                                    count_tokens, args.max_prompt_tokens)
+                                                    count_tokens, args.max_prompt_tokens, args.api_key,
+                                                    args.max_body_bytes)
     from transformers.cli.serve import Serve
 
     Serve(force_model=model_dir, host=args.host, port=args.port, continuous_batching=args.continuous_batching)
@@ -176,6 +383,7 @@ class Server:
     log: Path
     started_s: float = 0.0
     command: list[str] = field(default_factory=list)
+    api_key: str = ""
 
     def log_tail(self, n: int = 15) -> str:
         """The last n lines of the server's log."""
@@ -259,14 +467,20 @@ def leftovers(marker: str) -> list[int]:
 @contextmanager
 def running(model_dir: str | Path, log_dir: str | Path, *, engine: str = "guarded", served_name: str = "",
             continuous_batching: bool = False, threads: int | None = None, timeout_s: float = 180,
-            max_prompt_tokens: int = MAX_PROMPT_TOKENS, lora_modules: dict[str, str | Path] | None = None) -> Iterator[Server]:
-    """Start a server on 127.0.0.1 and a free port, wait for /health, and always stop it on the way out."""
+            max_prompt_tokens: int = MAX_PROMPT_TOKENS, lora_modules: dict[str, str | Path] | None = None,
+            api_key: str = "") -> Iterator[Server]:
+    """Start a server on 127.0.0.1 and a free port, wait for /health, and always stop it on the way out.
+
+    With api_key (guarded engine) the server requires it; it travels in the environment, never on the command line."""
     port = free_port()
     name = served_name or Path(model_dir).name
     cmd = server_command(model_dir, port, engine, name, continuous_batching, max_prompt_tokens, lora_modules)
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}   # the server never sees an API key
     env.update(HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"), TOKENIZERS_PARALLELISM="false",
                PYTHONWARNINGS="ignore", **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    env.pop(API_KEY_ENV, None)
+    if api_key:
+        env[API_KEY_ENV] = api_key
     log = Path(log_dir) / f"server-{engine}-{port}.log"
     t0 = time.perf_counter()
     with open(log, "w") as fh:
@@ -275,7 +489,7 @@ def running(model_dir: str | Path, log_dir: str | Path, *, engine: str = "guarde
     cleanup = functools.partial(stop, proc)
     atexit.register(cleanup)                               # a kernel that exits mid-notebook still stops it
     model = cmd[cmd.index("serve") + 1] if engine == "transformers" else name
-    srv = Server(f"http://127.0.0.1:{port}/v1", model, proc, log, command=cmd)
+    srv = Server(f"http://127.0.0.1:{port}/v1", model, proc, log, command=cmd, api_key=api_key)
     try:
         while get(f"http://127.0.0.1:{port}/health")[0] != 200:
             if proc.poll() is not None:
@@ -309,11 +523,11 @@ def server_load(base_url: str, model: str, conversations: list[list[dict]], conc
 
 
 
-def client(base_url: str, timeout: float = 120.0):
-    """The official openai client for a base URL (a local server needs no key; one from the env is used if set)."""
+def client(base_url: str, timeout: float = 120.0, api_key: str = ""):
+    """The official openai client for a base URL, sending api_key (else $WORKBOOK_SERVE_API_KEY, else a placeholder)."""
     from openai import OpenAI
 
-    return OpenAI(base_url=base_url, api_key=os.environ.get("WORKBOOK_SERVER_KEY", "not-needed"), timeout=timeout,
+    return OpenAI(base_url=base_url, api_key=api_key or os.environ.get(API_KEY_ENV, "not-needed"), timeout=timeout,
                   max_retries=0)
 
 
@@ -352,9 +566,10 @@ def stream_text(api, model: str, messages: list[dict], max_tokens: int = 64) -> 
     return {"text": "".join(parts), "chunks": len(parts), "first_token_s": first, "finish_reason": finish}
 
 
-def raw_post(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, str]:
+def raw_post(url: str, body: bytes, timeout: float = 60.0, api_key: str = "") -> tuple[int, str]:
     """POST raw bytes as JSON; (status, body text), errors included."""
-    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"}, method="POST")
+    headers = {"content-type": "application/json", **({"authorization": f"Bearer {api_key}"} if api_key else {})}
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read().decode()
@@ -375,8 +590,8 @@ def error_message(text: str) -> str:
     return text[:200]
 
 
-def bad_requests(srv: Server, good: list[dict], oversized_tokens: int) -> list[dict]:
-    """Four bad requests and a good one after them: status, message, and whether each was a clear 4xx."""
+def bad_requests(srv: Server, good: list[dict], oversized_tokens: int, extended: bool = True) -> list[dict]:
+    """Bad requests (four, or eight when extended) and a good one after them: status, message, clear 4xx or not."""
     url = srv.base_url + "/chat/completions"
     cases = {
         "unknown model": {"model": "gpt-9-turbo", "messages": good, "max_tokens": 8},
@@ -384,16 +599,73 @@ def bad_requests(srv: Server, good: list[dict], oversized_tokens: int) -> list[d
         "malformed JSON body": b'{"model": "x", "messages": [',
         "oversized prompt": {"model": srv.model, "max_tokens": 1,
                              "messages": [{"role": "user", "content": "refund " * oversized_tokens}]},
+        "a role that does not exist": {"model": srv.model, "messages": [{"role": "hacker", "content": "hi"}]},
+        "negative max_tokens": {"model": srv.model, "messages": good, "max_tokens": -3},
+        "temperature as a word": {"model": srv.model, "messages": good, "temperature": "hot"},
+        "a 2 MB body": {"model": srv.model, "messages": good, "user": "9" * 2_000_000},
         "good request after them": {"model": srv.model, "messages": good, "max_tokens": 48, "temperature": 0},
     }
+    if not extended:
+        cases = {k: v for i, (k, v) in enumerate(cases.items()) if i < 4 or k == "good request after them"}
     rows = []
     for case, body in cases.items():
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        (status, text), secs = timed(lambda: raw_post(url, raw))
+        (status, text), secs = timed(lambda: raw_post(url, raw, api_key=srv.api_key))
         rows.append({"request": case, "status": status, "seconds": round(secs, 2),
                      "clear_4xx": 400 <= status < 500, "message": error_message(text) if status >= 400 else
                      json.loads(text)["choices"][0]["message"]["content"][:80]})
     return rows
+
+
+def fuzz_requests(model: str, n: int = 240, seed: int = 0) -> list[tuple[str, bytes]]:
+    """n malformed chat requests, (kind, body), from a fixed seed: wrong types, out-of-range values, unknown or
+    unsupported fields, bad roles and contents, broken encodings, deep nesting, huge fields and random bytes.
+    Every one is invalid by the OpenAI API's rules, so a server must answer each with a 4xx."""
+    import random
+
+    rng = random.Random(seed)
+    good = [{"role": "user", "content": "Where is ORD-123456?"}]
+    invalid = {"max_tokens": [-1, 0, 3.5, "64", 10 ** 12, [], {}, True], "max_completion_tokens": [0, "8", 10 ** 9],
+               "frequency_penalty": [-1, -2, 3, "high", []],
+               "temperature": [-1, 2.5, "hot", [], {}], "top_p": [0, -0.5, 1.5, "x", []], "n": [0, 2, "1", 1.5],
+               "seed": ["1", 1.5, [], {}], "stop": [1, [1], ["a"] * 5, {}, [None], []], "stream": ["yes", 1, []],
+               "model": [5, [], {}, "no-such-model"], "stream_options": ["x", {"bogus": 1}, 5, {}],
+               "user": [5, [], {}], "generation_config": [5, "not json", "[1]", {}, ""]}
+    bad_messages = [{"role": "hacker", "content": "hi"}, {"role": "", "content": "hi"}, {"role": None, "content": "hi"},
+                    {"role": 7, "content": "hi"}, {"role": "user", "content": 5}, {"role": "user", "content": None},
+                    {"role": "user", "content": []}, {"role": "user", "content": {}}, {"role": "user"},
+                    {"content": "hi"}, {"role": "user", "content": [{"type": "image_url", "image_url": "x"}]},
+                    {"role": "user", "content": [{"type": "text"}]}, "hi", 5, None, []]
+
+    def one(kind: str) -> bytes:
+        if kind == "wrong type or range":
+            name = rng.choice(sorted(invalid))
+            return json.dumps({"model": model, "messages": good, name: rng.choice(invalid[name])}).encode()
+        if kind == "unsupported or unknown field":
+            name = rng.choice(sorted(UNSUPPORTED) + ["temprature", "max_token", "system", "prompt"])
+            value = rng.choice([True, 1, "x", [{"type": "function"}], {"type": "json_object"}])
+            return json.dumps({"model": model, "messages": good, name: value}).encode()
+        if kind == "bad message":
+            msgs = rng.choice([[rng.choice(bad_messages)], good + [rng.choice(bad_messages)], "hi", {}, [], None])
+            return json.dumps({"model": model, "messages": msgs}).encode()
+        if kind == "broken encoding":
+            raw = json.dumps({"model": model, "messages": good}).encode()
+            cut = rng.randrange(1, len(raw) - 1)
+            return rng.choice([raw[:cut], raw[:cut] + b"\xff\xfe" + raw[cut:], b"\xef\xbb\xbf" + raw,
+                               raw.replace(b'"', b"'"), raw.decode().encode("utf-16"), raw.decode().encode("utf-32")])
+        if kind == "deep nesting":
+            depth = rng.choice([40, 1000, 50_000])
+            return b'{"model": "x", "messages": ' + b"[" * depth + b"]" * depth + b"}"
+        if kind == "huge field":
+            size = rng.choice([10_000, 200_000, 2_000_000])
+            name, value = rng.choice([("seed", "9" * size), ("stop", ["9" * size] * 5), ("user", list(range(size // 8))),
+                                      ("messages", [{"role": "hacker", "content": "9" * size}])])
+            return json.dumps({"model": model, "messages": good, name: value}).encode()
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400)))      # random bytes
+
+    kinds = ["wrong type or range", "unsupported or unknown field", "bad message", "broken encoding", "deep nesting",
+             "huge field", "random bytes"]
+    return [(kinds[i % len(kinds)], one(kinds[i % len(kinds)])) for i in range(n)]
 
 
 def unsupported_fields(api, model: str, messages: list[dict]) -> list[dict]:

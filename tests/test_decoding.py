@@ -88,7 +88,7 @@ def test_per_row_sampler_is_reproducible_and_greedy_at_t0(model_and_tok):
     b = decoding.sample_one(model, tok, conv, Sampler(1.2), seed=3, max_new_tokens=8)
     assert a == b
     from helpers import evaluate
-    greedy = evaluate.generate(model, tok, [conv], max_new_tokens=8)
+    greedy = evaluate.generate(model, tok, [conv], max_new_tokens=8, dtype="fp32")   # decoding samples in fp32
     rows = decoding.sample_many(model, tok, [conv], [Sampler(0.0), Sampler(1.0)], draws=2, max_new_tokens=8)
     assert [r["text"] for r in rows if r["sampler"] == 0] == greedy * 2
     again = decoding.sample_many(model, tok, [conv], [Sampler(0.0), Sampler(1.0)], draws=2, max_new_tokens=8)

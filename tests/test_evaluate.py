@@ -60,8 +60,8 @@ def test_batched_generation_keeps_order_and_matches_one_by_one(model_and_tok):
     model, tok = model_and_tok
     rows = data.load_split("eval", 3)
     convs = [prompts.messages(data.ticket(r), "zero_shot") for r in rows]
-    batched = evaluate.generate(model, tok, convs, max_new_tokens=8, batch_size=3)
-    single = [evaluate.generate(model, tok, [c], max_new_tokens=8, batch_size=1)[0] for c in convs]
+    batched = evaluate.generate(model, tok, convs, max_new_tokens=8, batch_size=3, dtype="fp32")
+    single = [evaluate.generate(model, tok, [c], max_new_tokens=8, batch_size=1, dtype="fp32")[0] for c in convs]
     assert batched == single
 
 

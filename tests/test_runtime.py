@@ -81,3 +81,28 @@ def test_env_line_and_metrics_name_the_machine(tmp_path):
     assert runtime.cpu_label() in line and "torch kernels" in line
     m = json.loads(runtime.write_metrics(tmp_path, {"x": 1}, rt).read_text())["environment"]["machine"]
     assert set(m["cpu_flags"]) == set(runtime.CPU_FLAGS) and m["cpu_capability"] and "mkldnn" in m
+
+
+def test_compute_dtype_follows_the_processor_and_workbook_dtype():
+    avx2, amx = runtime.cpu_flags(AVX2_ONLY), runtime.cpu_flags(AMX)
+    assert runtime.compute_dtype("cpu", "auto", amx)[0] == "bf16"
+    assert "amx_bf16" in runtime.compute_dtype("cpu", "auto", amx)[1]
+    dtype, why = runtime.compute_dtype("cpu", "auto", avx2)
+    assert dtype == "fp32" and "no bf16 units" in why
+    assert runtime.compute_dtype("cpu", "fp32", amx) == ("fp32", "fp32: WORKBOOK_DTYPE=fp32")
+    dtype, why = runtime.compute_dtype("cpu", "bf16", avx2)     # asked for, not there: fall back, name the flags
+    assert dtype == "fp32" and "amx_bf16" in why and "avx512_bf16" in why and "WORKBOOK_DTYPE=bf16" in why
+    with pytest.raises(ValueError, match="WORKBOOK_DTYPE='fp8'.*fp32, bf16"):
+        runtime.compute_dtype("cpu", "fp8", amx)
+
+
+def test_setup_prints_one_line_when_bf16_is_missing(monkeypatch, capsys):
+    monkeypatch.setenv("WORKBOOK_DTYPE", "bf16")
+    monkeypatch.setattr(runtime, "cpu_flags", lambda cpuinfo=None: {f: f == "avx2" for f in runtime.CPU_FLAGS})
+    rt = runtime.setup(0)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert rt.dtype == "fp32" and len(printed) == 1 and "lacks amx_bf16 and avx512_bf16" in printed[0]
+    assert "WORKBOOK_DTYPE=bf16 ignored" in runtime.env_line(rt)
+    monkeypatch.setenv("WORKBOOK_DTYPE", "fp32")
+    assert runtime.setup(0).dtype == "fp32" and capsys.readouterr().out == ""
+    runtime.set_threads()

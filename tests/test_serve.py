@@ -42,6 +42,42 @@ def test_guard_refuses_bad_requests_with_a_clear_message(body, status, needle):
     assert got[0] == status and needle in got[1]["error"]["message"], got
 
 
+def with_(**fields):
+    return {"model": "triage", "messages": GOOD, **fields}
+
+
+@pytest.mark.parametrize("body, param, needle", [
+    ({"model": "triage", "messages": [{"role": "user", "content": 5}]}, "messages[0].content", "valid string"),
+    ({"model": "triage", "messages": [{"role": "hacker", "content": "hi"}]}, "messages[0].role", "'system'"),
+    (with_(max_tokens=-3), "max_tokens", "greater than or equal to 1"),
+    (with_(max_tokens="64"), "max_tokens", "valid integer"),
+    (with_(max_tokens=10 ** 9), "max_tokens", "less than or equal to 4096"),
+    (with_(temperature="hot"), "temperature", "valid number"),
+    (with_(temperature=-1), "temperature", "greater than or equal to 0"),
+    (with_(top_p=5), "top_p", "less than or equal to 1"),
+    (with_(n=0), "n", "only one choice is generated"),
+    (with_(seed="1"), "seed", "valid integer"),
+    (with_(stop=[1, 2]), "stop[0]", "valid string"),
+    (with_(stop=["a", "b", "c", "d", "e"]), "stop", "at most 4"),
+    (with_(tools=[{"type": "function"}]), "tools", "tool calling is not set up"),
+    (with_(temprature=0.5), "temprature", "not a chat-completion parameter"),
+])
+def test_guard_validates_types_and_ranges_and_names_the_parameter(body, param, needle):
+    got = check(body)
+    assert isinstance(got, tuple) and got[0] == 400, got
+    err = got[1]["error"]
+    assert err["param"] == param and needle in err["message"].lower(), err
+    assert set(got[1]["error"]) == {"message", "type", "param", "code"}     # the OpenAI error shape
+
+
+def test_guard_refuses_size_and_depth_before_parsing():
+    status, body = serve.check_request(b"x" * 2001, "triage", words, 50, max_body_bytes=2000)
+    assert status == 413 and "2001 bytes" in body["error"]["message"]
+    deep = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    status, body = serve.check_request(deep, "triage", words, 50, max_body_bytes=10 ** 6)
+    assert status == 400 and "nests deeper than 32" in body["error"]["message"]
+
+
 def test_guard_passes_good_requests():
     assert check({"model": "triage", "messages": GOOD, "n": 1, "logprobs": False})["messages"] == GOOD
     assert check({"model": "/models/triage", "messages": GOOD})["model"] == "/models/triage"   # the folder is an alias
@@ -71,14 +107,16 @@ def test_a_server_that_cannot_start_says_why(tmp_path):
 def server(model_dir, tmp_path_factory):
     """The guarded server on the offline base model; yields (server, unique marker of its command line)."""
     name = f"test-{uuid.uuid4().hex[:8]}"
-    with serve.running(model_dir, tmp_path_factory.mktemp("serve"), served_name=name, max_prompt_tokens=256) as srv:
+    key = f"sk-test-{uuid.uuid4().hex}"
+    with serve.running(model_dir, tmp_path_factory.mktemp("serve"), served_name=name, max_prompt_tokens=256,
+                       api_key=key) as srv:
         yield srv
     assert srv.proc.returncode is not None
     assert serve.leftovers(name) == [], "a server process outlived its context"
 
 
 def test_real_server_answers_like_the_openai_api(server):
-    api = serve.client(server.base_url)
+    api = serve.client(server.base_url, api_key=server.api_key)
     assert [m.id for m in api.models.list().data] == [server.model]
     first = serve.chat(api, server.model, GOOD, "strict_json", max_tokens=24)
     second = serve.chat(api, server.model, GOOD, "strict_json", max_tokens=24)
@@ -94,11 +132,14 @@ def test_real_server_answers_like_the_openai_api(server):
 def test_real_server_refuses_bad_requests_and_keeps_serving(server):
     rows = serve.bad_requests(server, GOOD, oversized_tokens=300)
     by_name = {r["request"]: r for r in rows}
-    assert [by_name[k]["status"] for k in ("unknown model", "empty message list", "malformed JSON body", "oversized prompt")] \
-        == [404, 400, 400, 400], rows
+    assert [by_name[k]["status"] for k in ("unknown model", "empty message list", "malformed JSON body", "oversized prompt",
+                                           "a role that does not exist", "negative max_tokens", "temperature as a word",
+                                           "a 2 MB body")] == [404, 400, 400, 400, 400, 400, 400, 413], rows
     assert "accepts at most 256" in by_name["oversized prompt"]["message"]
+    assert "'messages[0].role'" in by_name["a role that does not exist"]["message"]
+    assert by_name["a 2 MB body"]["seconds"] < 5, "the 413 must come before the body is parsed or tokenized"
     assert by_name["good request after them"]["status"] == 200
-    fields = serve.unsupported_fields(serve.client(server.base_url), server.model, GOOD)
+    fields = serve.unsupported_fields(serve.client(server.base_url, api_key=server.api_key), server.model, GOOD)
     assert [r["status"] for r in fields] == [400, 400, 400], fields
 
 
@@ -106,7 +147,66 @@ def test_copy_cell_talks_to_a_real_server(server, tmp_path):
     src = "import sys\nsys.modules['helpers'] = None\n" + course.recipe_source(repo_root() / "notebooks" / "08_serving.ipynb")
     script = tmp_path / "copy_cell.py"
     script.write_text(src)
-    env = {**os.environ, "WORKBOOK_SERVER_URL": server.base_url, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "WORKBOOK_SERVER_URL": server.base_url, "OMP_NUM_THREADS": "2", serve.API_KEY_ENV: server.api_key}
     res = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "strict_json: " in res.stdout and "persona_chat: " in res.stdout, res.stdout
+
+
+def test_real_server_requires_its_key_except_for_health(server):
+    base = server.base_url.rsplit("/v1", 1)[0]
+    assert serve.get(base + "/health")[0] == 200                                  # health checks need no key
+    body = json.dumps({"model": server.model, "messages": GOOD, "max_tokens": 4}).encode()
+    for key in ("", "sk-wrong"):
+        status, text = serve.raw_post(server.base_url + "/chat/completions", body, api_key=key)
+        assert status == 401 and "API key" in serve.error_message(text), (status, text)
+    import openai
+    with pytest.raises(openai.AuthenticationError):
+        serve.client(server.base_url, api_key="sk-wrong").models.list()
+
+
+def test_fuzz_malformed_requests_get_a_4xx_and_the_server_keeps_serving(server):
+    """240 generated malformed requests (seed 0) against the real server: no 5xx, none unanswered within 10 s,
+    and a good request gets a 200 afterwards. Prints the status codes by kind."""
+    from collections import Counter
+
+    url = server.base_url + "/chat/completions"
+    table: dict[str, Counter] = {}
+    for kind, body in serve.fuzz_requests(server.model, n=240, seed=0):
+        try:
+            status, _ = serve.raw_post(url, body, timeout=10, api_key=server.api_key)
+        except Exception as e:                       # a timeout or a dropped connection is a failure too
+            status = type(e).__name__
+        table.setdefault(kind, Counter())[status] += 1
+    print("\n".join(f"{kind:30s} {dict(c)}" for kind, c in table.items()))
+    bad = {k: c for k, c in table.items() if any(not isinstance(s, int) or s >= 500 or s < 400 for s in c)}
+    assert not bad, f"5xx, 2xx or no answer for malformed requests: {bad}"
+    assert sum(sum(c.values()) for c in table.values()) == 240
+    good = json.dumps({"model": server.model, "messages": GOOD, "max_tokens": 4}).encode()
+    assert serve.raw_post(url, good, api_key=server.api_key)[0] == 200
+    assert server.proc.poll() is None
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["/nonexistent/model"], "no such model folder"),
+    (["{tmp}"], "no config.json"),
+    (["{weightless}"], "no weights"),
+    (["{model}", "--host", "0.0.0.0"], "set --api-key"),
+    (["{model}", "--port", "{busy}"], "cannot listen on 127.0.0.1:"),
+    (["{model}", "--prot", "1"], "unrecognized arguments: --prot"),
+])
+def test_cli_reports_bad_input_in_one_line(argv, needle, tmp_path, model_dir):
+    import socket
+
+    weightless = tmp_path / "weightless"
+    weightless.mkdir()
+    (weightless / "config.json").write_text("{}")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [a.format(tmp=tmp_path, weightless=weightless, model=model_dir, busy=busy.getsockname()[1]) for a in argv]
+        env = {k: v for k, v in os.environ.items() if k != serve.API_KEY_ENV}
+        res = subprocess.run([sys.executable, "-m", "helpers.serve", *args], capture_output=True, text=True, timeout=60,
+                             env=env, cwd=repo_root())
+    assert res.returncode != 0 and needle in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, res.stderr

@@ -18,7 +18,7 @@ def test_recipe_to_lora_and_sft_configs(tmp_path):
     recipe = train.load_recipe(rank=8, alpha=16, targets=("q_proj", "v_proj"), steps=5)
     lc = train.lora_config(recipe)
     assert lc.r == 8 and lc.lora_alpha == 16 and set(lc.target_modules) == {"q_proj", "v_proj"}
-    sc = train.sft_config(recipe, tmp_path, "cpu")
+    sc = train.sft_config(recipe, tmp_path, "cpu", dtype="fp32")
     assert sc.use_cpu and not sc.bf16 and sc.max_steps == 5 and sc.optim == "adamw_torch"
     assert sc.learning_rate == recipe.lr and sc.train_sampling_strategy == train.sampler_for(recipe)
 
@@ -111,3 +111,71 @@ def test_length_buckets_keeps_every_row_and_groups_lengths():
     assert spread(ordered) < 0.5 * spread(rows)   # batches of similar length pad less
     recipe = train.load_recipe(sampling="length_buckets")
     assert train.sampler_for(recipe) == "sequential" and train.training_rows(rows, recipe) == ordered
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_dtype_switch_trains_with_fp32_adapters(tmp_path, model_dir, dtype):
+    """dtype='bf16' (what runtime.compute_dtype picks on a CPU with AMX/AVX512-BF16): the base's matmuls run in bf16
+    under autocast, the LoRA weights stay fp32, the loss is finite; 'fp32' keeps every matmul in fp32.
+    A tiny random Llama keeps it cheap on a CPU without bf16 units."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    recipe = train.load_recipe(steps=2, batch=2, rank=4, alpha=8)
+    rows = data.load_split("train", 8)
+    trainer = train.build_trainer(tiny, tok, train.to_dataset(rows, recipe.system_prompt), None, recipe, tmp_path,
+                                  "cpu", dtype=dtype)
+    assert trainer.args.bf16 == (dtype == "bf16")
+    seen: set = set()
+    trainer.model.get_base_model().model.layers[0].mlp.down_proj.register_forward_hook(
+        lambda mod, inp, out: seen.add(out.dtype))
+    stats = train.run(trainer)
+    assert seen == {torch.bfloat16 if dtype == "bf16" else torch.float32}, seen
+    trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for p in trainable)
+    assert stats["train_loss"] and all(torch.isfinite(torch.tensor(loss)) for _, loss in stats["train_loss"])
+
+
+def test_compact_lm_head_on_cpu_keeps_the_loss_and_scores_only_answer_positions(model_dir, monkeypatch):
+    """train.compact_lm_head_on_cpu switches TRL's fused LM head to its answer-only path on CPU: the loss equals the
+    model's own cross-entropy over full logits (float64 reference; TRL's kernel accumulates in fp32, so the bound is
+    about 8 fp32 ulps, a dtype bound rather than one machine's), and padding and prompt positions never reach the head."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    assert train.compact_lm_head_on_cpu() and trl_utils._use_triton(torch.device("cpu"))
+    assert train.compact_lm_head_on_cpu()                        # a second call changes nothing
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2)).double()
+    ids = torch.randint(0, len(tok), (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0                                   # a padded row
+    labels = ids.clone()
+    labels[:, :6] = -100                              # the prompt carries no loss
+    labels[mask == 0] = -100
+    with torch.no_grad():                             # the reference: full logits, every position, in float64
+        logits = tiny(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    reference = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+    rows_seen = []
+    kernel = trl_utils._ChunkedLogProbFunction
+
+    class Counting:                                   # records how many positions reach TRL's LM-head kernel
+        @staticmethod
+        def apply(hidden, *args):
+            rows_seen.append(hidden.shape[0])
+            return kernel.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
+    add_fused_lm_head(tiny)
+    out = tiny(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    assert abs(out.loss.item() - reference.item()) < 1e-6 * reference.item()
+    n_answer = int((labels[:, 1:] != -100).sum())
+    assert rows_seen and sum(rows_seen) == n_answer < ids.numel()   # only the answer positions reach the head
