@@ -58,7 +58,7 @@ def _prompt_text(messages: list[dict]) -> str:
 ROLES = ("system", "developer", "user", "assistant")
 MAX_BODY_BYTES = 1_000_000        # a body over this gets a 413 before it is parsed or tokenized (--max-body-bytes)
 MAX_NEW_TOKENS_CAP = 4096         # max_tokens above this is refused: the model's context is 8192 and prompts are capped
-MAX_JSON_DEPTH = 32               # deeper nesting is refused before json.loads (Python's parser recurses)
+MAX_JSON_DEPTH = 32               # deeper nesting is refused (measured on the parsed body, without recursion)
 # Fields OpenAI clients send that the server cannot honour: refused with a 400 naming the field and why.
 UNSUPPORTED = {**IGNORED_BY_TRANSFORMERS_SERVE,
                "tools": "tool calling is not set up on this server", "tool_choice": "tool calling is not set up",
@@ -138,20 +138,14 @@ def chat_request_model():
     return _schema()
 
 
-def _json_depth(raw: bytes) -> int:
-    """The deepest nesting of [ and { outside strings, without parsing (a cheap guard before json.loads)."""
-    depth = deepest = 0
-    in_str = esc = False
-    for b in raw:
-        if in_str:
-            esc, in_str = (False, in_str) if esc else (b == 0x5C, b != 0x22)
-        elif b == 0x22:
-            in_str = True
-        elif b in (0x5B, 0x7B):
-            depth += 1
+def _json_depth(obj) -> int:
+    """The deepest nesting of lists and objects in parsed JSON (iterative: strings cost nothing, no recursion)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (list, dict)):
             deepest = max(deepest, depth)
-        elif b in (0x5D, 0x7D):
-            depth -= 1
+            stack += [(child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)]
     return deepest
 
 
@@ -180,15 +174,18 @@ def check_request(raw: bytes, served_name: str, count_tokens: Callable[[list[dic
     if len(raw) > max_body_bytes:
         return _error(413, f"the body is {len(raw)} bytes; this server accepts at most {max_body_bytes}",
                       code="request_too_large")
-    if _json_depth(raw) > MAX_JSON_DEPTH:
-        return _error(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
+    too_deep = _error(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
     try:
         body = json.loads(raw.decode("utf-8"))            # RFC 8259: JSON between systems is UTF-8
     except UnicodeDecodeError as e:
         return _error(400, f"the body is not UTF-8: {e.reason} at byte {e.start}", code="invalid_json")
-    except (json.JSONDecodeError, RecursionError) as e:
+    except RecursionError:                                 # deeper than Python's parser goes
+        return too_deep
+    except json.JSONDecodeError as e:
         return _error(400, f"malformed JSON body: {getattr(e, 'msg', e)} at line {getattr(e, 'lineno', 1)} "
                            f"column {getattr(e, 'colno', 1)}", code="invalid_json")
+    if _json_depth(body) > MAX_JSON_DEPTH:
+        return too_deep
     if not isinstance(body, dict):
         return _error(400, "the body must be a JSON object", code="invalid_json")
     model = body.get("model")

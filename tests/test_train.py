@@ -113,18 +113,25 @@ def test_length_buckets_keeps_every_row_and_groups_lengths():
     assert train.sampler_for(recipe) == "sequential" and train.training_rows(rows, recipe) == ordered
 
 
+def tiny_llama(vocab: int, **config):
+    """A 2-layer, 64-wide random Llama with the offline tokenizer's vocabulary: real code paths, cheap on any CPU."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, **config))
+
+
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
 def test_dtype_switch_trains_with_fp32_adapters(tmp_path, model_dir, dtype):
     """dtype='bf16' (what runtime.compute_dtype picks on a CPU with AMX/AVX512-BF16): the base's matmuls run in bf16
     under autocast, the LoRA weights stay fp32, the loss is finite; 'fp32' keeps every matmul in fp32.
     A tiny random Llama keeps it cheap on a CPU without bf16 units."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(0)
-    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    tiny = tiny_llama(len(tok), tie_word_embeddings=True)
     recipe = train.load_recipe(steps=2, batch=2, rank=4, alpha=8)
     rows = data.load_split("train", 8)
     trainer = train.build_trainer(tiny, tok, train.to_dataset(rows, recipe.system_prompt), None, recipe, tmp_path,
@@ -146,15 +153,14 @@ def test_compact_lm_head_on_cpu_keeps_the_loss_and_scores_only_answer_positions(
     about 8 fp32 ulps, a dtype bound rather than one machine's), and padding and prompt positions never reach the head."""
     import torch
     import trl.trainer.utils as trl_utils
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
     from trl.trainer.utils import add_fused_lm_head
 
     assert train.compact_lm_head_on_cpu() and trl_utils._use_triton(torch.device("cpu"))
     assert train.compact_lm_head_on_cpu()                        # a second call changes nothing
     tok = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(0)
-    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2)).double()
+    tiny = tiny_llama(len(tok)).double()
     ids = torch.randint(0, len(tok), (3, 12))
     mask = torch.ones_like(ids)
     mask[1, 9:] = 0                                   # a padded row
