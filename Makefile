@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
-.PHONY: setup course test ui-test lab data bench bench-serving bench-load clean-runs
+.PHONY: setup course test lint ui-test lab data bench bench-serving bench-load clean-runs
 
 setup: $(STAMP)
 
@@ -24,10 +24,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 course: setup
-	$(PY) scripts/run_course.py --profile $(PROFILE)
+	$(PY) scripts/run_course.py --profile $(PROFILE) $(if $(FROM),--from $(FROM))
 
 test: setup
 	$(PY) -m pytest
+
+# Pyflakes and syntax checks over the package, scripts, benchmarks, tests and notebooks (rules in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check helpers scripts bench tests notebooks
 
 # Real-browser test of the slider cells: JupyterLab in headless Chromium (installed from Debian's packages if missing).
 ui-test: setup

@@ -4,7 +4,7 @@
     python bench/serve_load.py --clients 8 --seconds 30 --good-share 0.5
 
 One server on 127.0.0.1 (with an API key), notebook 04's merged model if one exists, else the base model. Good
-requests ask for at most 16 new tokens at T=0; bad ones come from serve.fuzz_requests (seed 0). It prints
+requests ask for at most 16 new tokens at T=0; bad ones come from serve_client.fuzz_requests (seed 0). It prints
 requests/s, p50 and p95 latency for good and bad requests, the status codes by kind, and the server's RSS before
 and after. It fails (exit 1) on any 5xx, any request left unanswered within --timeout, or RSS growth over
 --max-rss-growth-mb. Loopback only, bounded in time and count.
@@ -22,9 +22,8 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from helpers import models, runtime, serve
+from helpers import models, runtime, serve_client
 
 
 def rss_mb(pid: int) -> float:
@@ -49,14 +48,14 @@ def main(argv: list[str]) -> int:
     hit = runtime.find_artifact("merged/config.json", "04_qlora_training")
     model = a.model or (str(hit.parent) if hit else models.resolve(models.OFFLINE_PRESET))
     key = uuid.uuid4().hex
-    bad = serve.fuzz_requests("load", n=240, seed=0)
+    bad = serve_client.fuzz_requests("load", n=240, seed=0)
     good = json.dumps({"messages": [{"role": "user", "content": "Where is ORD-123456? It is late."}],
                        "max_tokens": 16, "temperature": 0}).encode()
     rng = random.Random(0)
     plan = [("good", good) if rng.random() < a.good_share else bad[i % len(bad)] for i in range(a.max_requests)]
-    with tempfile.TemporaryDirectory() as logs, serve.running(model, logs, served_name="load", api_key=key) as srv:
+    with tempfile.TemporaryDirectory() as logs, serve_client.running(model, logs, served_name="load", api_key=key) as srv:
         url = srv.base_url + "/chat/completions"
-        serve.raw_post(url, good, api_key=key)                       # warm-up
+        serve_client.raw_post(url, good, api_key=key)                       # warm-up
         rss_before = rss_mb(srv.proc.pid)
         deadline = time.perf_counter() + a.seconds
         results: list[tuple[str, object, float]] = []
@@ -67,7 +66,7 @@ def main(argv: list[str]) -> int:
                 return None
             t0 = time.perf_counter()
             try:
-                status = serve.raw_post(url, body, timeout=a.timeout, api_key=key)[0]
+                status = serve_client.raw_post(url, body, timeout=a.timeout, api_key=key)[0]
             except Exception as e:                                   # a hang or a dropped connection
                 status = type(e).__name__
             return kind, status, time.perf_counter() - t0

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from helpers import data, deploy, models, prompts, runtime, serve
+from helpers import data, deploy, models, prompts, runtime, serve_client
 
 TARGET_BATCHED_X = 4.0
 
@@ -44,11 +44,11 @@ def run(model: str, n: int, max_new_tokens: int, batch: int, log_dir: Path) -> d
                 deploy.run_generate(mdl, tok, convs, max_new_tokens, batch, desc="batched"), naive)}
     del mdl
     for cb in (False, True):
-        with serve.running(model, log_dir, served_name="bench", continuous_batching=cb) as srv:
-            serve.server_load(srv.base_url, srv.model, convs[:2], 1, max_new_tokens)   # warm-up
+        with serve_client.running(model, log_dir, served_name="bench", continuous_batching=cb) as srv:
+            serve_client.server_load(srv.base_url, srv.model, convs[:2], 1, max_new_tokens)   # warm-up
             for clients in ((1, 4) if not cb else (4,)):
                 tag = f"server, {clients} client{'s' if clients > 1 else ''}" + (", continuous batching" if cb else "")
-                rows[tag] = deploy.summarise(serve.server_load(srv.base_url, srv.model, convs, clients, max_new_tokens), naive)
+                rows[tag] = deploy.summarise(serve_client.server_load(srv.base_url, srv.model, convs, clients, max_new_tokens), naive)
     return rows
 
 

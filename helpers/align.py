@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from helpers.data import gold, ticket
-from helpers.evaluate import FIELDS, parse_output
+from helpers.data import FIELDS, gold, ticket
+from helpers.evaluate import parse_output
 
 # Notebook 05's shared training settings; the notebook writes each trainer's own knobs out.
 MAX_LENGTH = 192          # a reply prompt + the longest (rambling) rejected reply fit in 192 tokens
 COLUMNS = {"pairs": ("prompt", "chosen", "rejected"), "kto": ("prompt", "completion", "label"),
-           "sft": ("prompt", "completion"), "grpo": ("prompt", "intent", "urgency", "order_id")}
+           "sft": ("prompt", "completion"), "grpo": ("prompt", *FIELDS)}
 
 
 def policy(base_dir: str, adapter_dir: str | Path, trainable: bool = True):

@@ -20,12 +20,56 @@ def notebooks() -> list[Path]:
     return sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+class CourseError(ValueError):
+    """A bad --profile / --from / --only / --run-dir choice; the message is one line listing the valid ones."""
+
+
+def profiles() -> dict[str, dict]:
+    """Every profile in notebooks/profiles.json."""
+    return json.loads((repo_root() / "notebooks" / "profiles.json").read_text())
+
+
 def profile(name: str) -> dict[str, dict]:
     """Per-notebook parameters of a profile ('ci' or 'full') from notebooks/profiles.json."""
-    profiles = json.loads((repo_root() / "notebooks" / "profiles.json").read_text())
-    if name not in profiles:
-        raise KeyError(f"unknown profile {name!r}; notebooks/profiles.json has {', '.join(profiles)}")
-    return profiles[name]
+    known = profiles()
+    if name not in known:
+        raise CourseError(f"unknown profile {name!r}: choose one of {', '.join(known)} (notebooks/profiles.json)")
+    return known[name]
+
+
+def select(only: str = "", start: str = "") -> list[Path]:
+    """The notebooks to run: those whose prefix is in only (comma-separated), from start on; bad prefixes raise."""
+    nbs = notebooks()
+    prefixes = [nb.name[:2] for nb in nbs]
+    wanted = [p.strip() for p in only.split(",") if p.strip()]
+    bad = [p for p in wanted + ([start] if start else []) if p not in prefixes]
+    if bad:
+        raise CourseError(f"unknown notebook {bad[0]!r}: choose one of {', '.join(prefixes)}")
+    return [nb for nb in nbs if (not wanted or nb.name[:2] in wanted) and (not start or nb.name[:2] >= start)]
+
+
+def latest_course_dir(tag: str, root: Path | None = None) -> Path:
+    """The newest runs/<timestamp>-<tag>/ folder, where a resumed course finds the earlier notebooks' artifacts."""
+    runs = root or repo_root() / "runs"
+    found = sorted(p for p in runs.glob(f"2*-{tag}") if p.is_dir()) if runs.exists() else []
+    if not found:
+        raise CourseError(f"no earlier course run with profile {tag!r} under {runs}: run `make course PROFILE={tag}` first")
+    return found[-1]
+
+
+def set_aside(course_dir: Path, nbs: list[Path]) -> list[Path]:
+    """Rename the outputs of notebooks about to run again (folder and executed copy) to *.before-resume[-k]."""
+    moved = []
+    for nb in nbs:
+        for old in (course_dir / nb.stem, course_dir / nb.name):
+            if old.exists():
+                new, k = old.with_name(old.name + ".before-resume"), 1
+                while new.exists():
+                    k += 1
+                    new = old.with_name(f"{old.name}.before-resume-{k}")
+                old.rename(new)
+                moved.append(new)
+    return moved
 
 
 def new_course_dir(tag: str = "") -> Path:
@@ -48,35 +92,84 @@ def headless_kernel():
             os.environ[HEADLESS_ENV] = old
 
 
-def execute(nb: Path, course_dir: Path, params: dict) -> float:
+def execute(nb: Path, course_dir: Path, params: dict, progress: bool = False) -> float:
     """Execute one notebook into course_dir/<name>.ipynb with papermill; return wall seconds."""
     import papermill as pm
 
     t0 = time.perf_counter()
     with headless_kernel():
         pm.execute_notebook(str(nb), str(course_dir / nb.name), parameters={**params, "COURSE_DIR": str(course_dir)},
-                            cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
+                            cwd=str(nb.parent), kernel_name="python3", progress_bar=progress)
     seconds = time.perf_counter() - t0
     (course_dir / nb.stem).mkdir(exist_ok=True)
     (course_dir / nb.stem / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
     return seconds
 
 
-def headline(metrics: dict, limit: int = 6) -> str:
-    """The first few scalar metrics of a metrics.json, as 'key=value' pairs."""
-    flat = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "written_at"]
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in flat[:limit])
+HEADLINES = {   # notebook -> (label, path into its metrics.json): the one or two numbers a learner looks for
+    "01_decision_check": [("gate", "gate_decision"), ("best prompt exact", "prompt_baseline_exact")],
+    "02_data_curation": [("curated rows", "train_rows"), ("label noise left", "label_noise_left")],
+    "03_lora_math": [("merge gap", "max_abs_diff_merged"), ("fp32 floor", "fp32_rounding_floor")],
+    "04_qlora_training": [("exact", "after.exact_match"), ("valid", "after.json_valid")],
+    "05_dpo_and_siblings": [("DPO reply win rate", "reply_win_rate_dpo_vs_sft"), ("triage valid after DPO", "triage.DPO.json_valid")],
+    "06_decoding": [("top-1 base", "sharpening.base.mean_top1"), ("top-1 tuned", "sharpening.fine-tuned.mean_top1")],
+    "07_eval": [("held-out exact", "tier2.fine-tuned.exact_match"), ("ship", "ship")],
+    "08_serving": [("merged vs adapter gap", "merged_vs_adapter.gap"), ("served vs merged mismatches", "consistency.served_vs_merged_in_process")],
+}
 
 
-def summary(course_dir: Path) -> str:
-    """A plain-text table: notebook, wall time, headline metrics."""
-    rows = ["notebook                  wall(s)  metrics", "-" * 100]
-    for nb in notebooks():
-        mfile, wfile = course_dir / nb.stem / "metrics.json", course_dir / nb.stem / "wall_seconds.txt"
-        wall = wfile.read_text().strip() if wfile.exists() else "-"
-        metrics = headline(json.loads(mfile.read_text())) if mfile.exists() else "(no metrics.json)"
-        rows.append(f"{nb.stem:<25} {wall:>7}  {metrics}")
+def dig(metrics: dict, path: str):
+    """metrics['a']['b'] for path 'a.b' (keys may contain '-'); None when any step is missing."""
+    node = metrics
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def headline(stem: str, metrics: dict) -> str:
+    """The notebook's headline numbers as 'label value' pairs (shares as percentages)."""
+    out = []
+    for label, path in HEADLINES.get(stem, []):
+        v = dig(metrics, path)
+        text = "-" if v is None else f"{v:.1%}" if isinstance(v, float) and 0 <= v <= 1 and "gap" not in label and "floor" not in label \
+            else f"{v:.2g}" if isinstance(v, float) else str(v)
+        out.append(f"{label} {text}")
+    return ", ".join(out)
+
+
+def read_metrics(course_dir: Path, nb: Path) -> dict:
+    """The notebook's metrics.json in a course run folder, or {} when it wrote none."""
+    mfile = course_dir / nb.stem / "metrics.json"
+    return json.loads(mfile.read_text()) if mfile.exists() else {}
+
+
+def summary(course_dir: Path, nbs: list[Path] | None = None) -> str:
+    """A plain-text table: notebook, wall time, headline numbers, executed copy; then notebook 07's report."""
+    rows = [f"{'notebook':<22} {'wall':>7}  {'headline numbers':<58} executed notebook", "-" * 120]
+    for nb in nbs or notebooks():
+        wfile = course_dir / nb.stem / "wall_seconds.txt"
+        wall = f"{float(wfile.read_text()):.0f} s" if wfile.exists() else "-"
+        metrics = read_metrics(course_dir, nb)
+        heads = headline(nb.stem, metrics) if metrics else "(no metrics.json)"
+        executed = course_dir / nb.name
+        rows.append(f"{nb.stem:<22} {wall:>7}  {heads:<58} {executed if executed.exists() else '-'}")
+    report = course_dir / "07_eval" / "report.html"
+    if report.exists():
+        rows.append(f"notebook 07's ship report: {report}")
     return "\n".join(rows)
+
+
+def failure_lines(exc: Exception, executed: Path) -> list[str]:
+    """A failed notebook in a few lines: the cell, the error, and where the partial executed copy is."""
+    cell = getattr(exc, "exec_count", None)
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    last = str(evalue).strip().splitlines()[-1] if str(evalue).strip() else ""
+    where = f"in cell [{cell}]" if cell is not None else "before any cell ran"
+    lines = [f"FAILED {where}: {ename}: {last}"[:400]]
+    lines.append(f"partial executed notebook: {executed}")
+    return lines
 
 
 def recipe_source(nb: Path) -> str:

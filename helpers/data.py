@@ -11,6 +11,7 @@ from pathlib import Path
 from helpers.runtime import repo_root
 
 ROLES = ("system", "user", "assistant")
+FIELDS = ("intent", "urgency", "order_id")   # the label's fields, in schema order: the one place they are listed
 ORDER_ID = re.compile(r"\bORD-\d{6}\b")   # the one order-id pattern: "ORD-" and six digits
 MAX_TICKET_CHARS = 2000                     # longer rows are export accidents (logs pasted in), not tickets
 

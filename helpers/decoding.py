@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from helpers.data import FIELDS
+
 NEG_INF = float("-inf")
 
 
@@ -153,7 +155,7 @@ def entropy_bits(probs: torch.Tensor) -> torch.Tensor:
 def value_spans(completion: str) -> dict[str, tuple[int, int]]:
     """Character span of each JSON value (inside the quotes for strings) in a triage completion."""
     spans = {}
-    for key in ("intent", "urgency", "order_id"):
+    for key in FIELDS:
         m = re.search(rf'"{key}":\s*("?)([^",}}]*)', completion)
         if m:
             spans[key] = (m.start(2), m.end(2))

@@ -10,9 +10,7 @@ from typing import Callable
 from jsonschema import Draft202012Validator
 from tqdm.auto import tqdm
 
-from helpers.data import schema
-
-FIELDS = ("intent", "urgency", "order_id")
+from helpers.data import FIELDS, schema
 
 
 @dataclass

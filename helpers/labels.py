@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 from jsonschema import Draft202012Validator
 
-from helpers.data import schema
+from helpers.data import FIELDS, schema
 from helpers.evaluate import first_object
 
 KEY_ALIASES = {"category": "intent", "intent_label": "intent", "type": "intent", "priority": "urgency",
@@ -49,7 +49,7 @@ def repair_label(text: str) -> tuple[dict | None, str]:
     if obj is None:
         return None, how
     renamed = {KEY_ALIASES.get(str(k).lower(), str(k).lower()): v for k, v in obj.items()}
-    label = {k: renamed.get(k) for k in ("intent", "urgency", "order_id")}
+    label = {k: renamed.get(k) for k in FIELDS}
     if "intent" not in renamed or "urgency" not in renamed:
         return None, "missing intent or urgency"
     if label["order_id"] in ("", "null", "None"):

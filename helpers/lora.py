@@ -85,9 +85,6 @@ def count_lora(arch: Arch, r: int, targets: tuple[str, ...]) -> int:
     return arch.layers * sum(lora_params(*arch.shapes[t], r) for t in targets)
 
 
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1, "nf4": 0.5}
-
-
 def memory_gb(arch: Arch, method: str, optimizer: str = "adamw32", seq: int = 2048, batch: int = 1,
               grad_ckpt: bool = True, r: int = 16, targets: tuple[str, ...] = ALL_LINEAR,
               double_quant: bool = True) -> dict[str, float]:

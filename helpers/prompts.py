@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from helpers.data import gold, intents, ticket
+
+RECIPE_PATH = Path(__file__).with_name("recipes") / "sft.yaml"   # the SFT recipe, which holds the trained prompt
 
 ZERO_SHOT_SYSTEM = ("Classify the customer support ticket. Reply with JSON only, with keys "
                     "intent, urgency and order_id.")
@@ -12,9 +15,9 @@ ZERO_SHOT_SYSTEM = ("Classify the customer support ticket. Reply with JSON only,
 
 def train_system_prompt() -> str:
     """The one-line prompt the fine-tuned model is trained and served with (from the SFT recipe file)."""
-    from helpers.train import load_recipe
+    import yaml
 
-    return load_recipe().system_prompt
+    return str(yaml.safe_load(RECIPE_PATH.read_text())["system_prompt"])
 
 
 def label_list_prompt() -> str:

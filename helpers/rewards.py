@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from math import comb
 
-from helpers.evaluate import FIELDS, first_object, parse_output
+from helpers.data import FIELDS
+from helpers.evaluate import first_object, parse_output
 
 
 def _text(completion) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.data import ORDER_ID, intents
+from helpers.data import FIELDS, ORDER_ID, intents
 from helpers.evaluate import parse_output
 
 INVALID = "(invalid)"
@@ -113,7 +113,7 @@ class StandInJudge:
         if not p.valid:
             return 0
         exp = self.expected(ticket_text)
-        return 1 + sum(p.obj[k] == exp[k] for k in ("intent", "urgency", "order_id"))
+        return 1 + sum(p.obj[k] == exp[k] for k in FIELDS)
 
     def pairwise(self, ticket_text: str, a: str, b: str) -> str:
         """'A', 'B' or 'tie'."""

@@ -13,9 +13,7 @@ import torch
 
 from helpers.data import ticket
 from helpers.lora import ALL_LINEAR
-
-
-RECIPE_PATH = Path(__file__).with_name("recipes") / "sft.yaml"
+from helpers.prompts import RECIPE_PATH
 
 
 class RecipeError(ValueError):
@@ -283,14 +281,6 @@ def build_trainer(model, tok, train_ds, eval_ds, recipe: SFTRecipe, out_dir: Pat
                          callbacks=[save_at(tuple(recipe.save_steps), Path(out_dir))] if recipe.save_steps else None)
     keep_adapters_fp32(trainer, device)
     return trainer
-
-
-def loss_tokens(trainer, tok, index: int = 0) -> tuple[str, str, float]:
-    """Decode one collated example: (full text, the part that carries loss, share of tokens with loss)."""
-    batch = trainer.data_collator([trainer.train_dataset[index]])
-    ids, labels = batch["input_ids"][0], batch["labels"][0]
-    mask = labels != -100
-    return tok.decode(ids), tok.decode(ids[mask]), float(mask.float().mean())
 
 
 def run(trainer) -> dict:

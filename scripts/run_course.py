@@ -1,38 +1,59 @@
-"""Run every notebook in order with papermill into a new runs/<timestamp>/ folder; print a summary table.
+"""Run the course's notebooks in order with papermill into one runs/<timestamp>-<profile>/ folder; print a summary.
 
-Usage: python scripts/run_course.py [--profile full|ci] [--only 01,02]
+Usage: python scripts/run_course.py [--profile full|ci|ablation] [--only 01,02] [--from 06 [--run-dir runs/...]]
+
+--from resumes a course: it reruns that notebook and the ones after it inside an earlier run folder (the newest one
+of the same profile unless --run-dir names one), so they find the earlier notebooks' artifacts where they left them.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from helpers import course
 
 
 def main() -> int:
-    """Parse arguments, run the notebooks, print the table; non-zero exit on the first failure."""
-    ap = argparse.ArgumentParser(description=__doc__)
+    """Parse arguments, run the notebooks, print the table; 2 on a bad choice, 1 on the first failing notebook."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="full", help="parameter profile from notebooks/profiles.json")
     ap.add_argument("--only", default="", help="comma-separated notebook prefixes, e.g. 01,02")
+    ap.add_argument("--from", dest="start", default="", help="resume from this notebook prefix, e.g. 06")
+    ap.add_argument("--run-dir", default="", help="with --from: the course run folder to resume (default: the newest)")
     args = ap.parse_args()
-    params = course.profile(args.profile)
-    wanted = [p for p in args.only.split(",") if p]
-    course_dir = course.new_course_dir(args.profile)
-    print(f"course run folder: {course_dir}")
+    try:
+        params = course.profile(args.profile)
+        nbs = course.select(args.only, args.start)
+        if args.run_dir and not args.start:
+            raise course.CourseError("--run-dir only goes with --from (a new course gets a new folder)")
+        if args.start:
+            course_dir = Path(args.run_dir) if args.run_dir else course.latest_course_dir(args.profile)
+            if not course_dir.is_dir():
+                raise course.CourseError(f"--run-dir {course_dir} is not a folder")
+        else:
+            course_dir = course.new_course_dir(args.profile)
+    except course.CourseError as err:
+        print(f"run_course: {err}", file=sys.stderr)
+        return 2
+    if args.start:
+        moved = course.set_aside(course_dir, nbs)
+        print(f"resuming {course_dir} from notebook {args.start}" + (f" ({len(moved)} earlier outputs renamed *.before-resume)" if moved else ""))
+    else:
+        print(f"course run folder: {course_dir}")
     status = 0
-    for nb in course.notebooks():
-        if wanted and not any(nb.name.startswith(p) for p in wanted):
-            continue
-        print(f"-> {nb.name} ...", flush=True)
+    for i, nb in enumerate(nbs, 1):
+        print(f"[{i}/{len(nbs)}] {nb.name} (profile {args.profile}) ...", flush=True)
         try:
-            print(f"   done in {course.execute(nb, course_dir, params.get(nb.stem, {})):.0f} s", flush=True)
+            seconds = course.execute(nb, course_dir, params.get(nb.stem, {}), progress=True)
         except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
-            print(f"   FAILED: {str(exc)[:2000]}", flush=True)
+            print("\n".join("   " + line for line in course.failure_lines(exc, course_dir / nb.name)), flush=True)
+            print(f"   fix it, then continue with: make course PROFILE={args.profile} FROM={nb.name[:2]}", flush=True)
             status = 1
             break
-    print(course.summary(course_dir))
+        print(f"   done in {seconds / 60:.1f} min | {course.headline(nb.stem, course.read_metrics(course_dir, nb))}", flush=True)
+    print(course.summary(course_dir, nbs))
     return status
 
 

@@ -28,7 +28,7 @@ from typing import Callable
 import nbformat
 
 from helpers import align, course, decision, decoding, lora
-from helpers.serve import free_port
+from helpers.serve_client import free_port
 
 TIMEOUT_S = 60
 

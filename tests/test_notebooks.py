@@ -400,3 +400,15 @@ def test_recipe_cell_runs_standalone(nb, model_dir, tmp_path):
                          timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip(), "the recipe printed nothing"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_header_says_what_you_learn_what_it_measures_and_the_time(nb):
+    """The same header in every notebook: what you will learn, what it measures, and how long it takes."""
+    head = nbformat.read(nb, as_version=4).cells[0]
+    assert head.cell_type == "markdown" and head.source.startswith(f"# {nb.name[:2]} · "), nb.name
+    for part in ("**You will learn**", "**This notebook measures**", "**Time:**"):
+        assert part in head.source, f"{nb.name}: the first cell lacks {part}"
+    time_line = next(line for line in head.source.splitlines() if "**Time:**" in line)
+    if "T4" in time_line or "4090" in time_line:   # no GPU time was measured here: it must say so
+        assert "estimates, not measured" in time_line, f"{nb.name}: mark the GPU times as estimates"

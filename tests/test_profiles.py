@@ -5,6 +5,9 @@ A learner parameter the data cannot supply must fail here, naming the parameter,
 
 from __future__ import annotations
 
+import ast
+import re
+
 import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
@@ -63,3 +66,37 @@ def test_notebook_07_learner_defaults_give_full_probe_sets():
 def test_a_size_the_data_cannot_supply_fails_naming_the_parameter(param, value):
     with pytest.raises(ValueError, match=rf"{param}={value}"):
         run_sizes(course.notebooks()[6], {param: value})
+
+
+SIZE_NAME = re.compile(r"^(N_\w+|\w+_STEPS|\w+_EVERY|DRAWS|BATCH|FRONTIER_N|\w+_LIMIT)$")
+RECIPE_SIZE_FIELDS = {"steps"}
+
+
+def learner_defaults(nb_path) -> dict:
+    """The values the parameters cell assigns (the learner's defaults), after the notebook's setup cell."""
+    ns: dict = {}
+    (setup,), (params,) = tagged(nb_path, "setup"), tagged(nb_path, "parameters")
+    exec(compile(TransformerManager().transform_cell(setup), f"{nb_path.name}:setup", "exec"), ns)
+    exec(compile(params, f"{nb_path.name}:parameters", "exec"), ns)
+    names = {t.id for node in ast.parse(params).body if isinstance(node, ast.Assign) for t in node.targets
+             if isinstance(t, ast.Name)}
+    return {k: ns[k] for k in names}
+
+
+@pytest.mark.parametrize("profile", [p for p in PROFILES if p != "full"])
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_other_profiles_change_only_sizes_and_steps(nb, profile):
+    """CI runs the learner's code paths, smaller: a scalar it changes is a size or a step count, a list it passes
+    is a subset of the learner's list (fewer seeds, arms or learning rates, never new ones), and a recipe change
+    touches only the step count."""
+    defaults = learner_defaults(nb)
+    for name, value in course.profile(profile).get(nb.stem, {}).items():
+        assert name in defaults, f"{nb.name}: profile {profile!r} sets {name}, which its parameters cell lacks"
+        learner = defaults[name]
+        if isinstance(value, list):
+            assert set(value) <= set(learner), f"{nb.name}: {profile} {name}={value} is not a subset of the learner's {learner}"
+        elif isinstance(value, dict):
+            assert set(value) <= RECIPE_SIZE_FIELDS, f"{nb.name}: {profile} {name} changes {set(value) - RECIPE_SIZE_FIELDS}"
+        else:
+            assert SIZE_NAME.match(name) and isinstance(value, int) and not isinstance(value, bool), \
+                f"{nb.name}: {profile} sets {name}={value!r}; only sizes and step counts may differ from the learner's run"

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from helpers import course, serve
+from helpers import course, serve, serve_client
 from helpers.runtime import repo_root
 
 GOOD = [{"role": "system", "content": "Extract the ticket as JSON."}, {"role": "user", "content": "Where is ORD-123456?"}]
@@ -85,8 +85,8 @@ def test_guard_passes_good_requests():
 
 
 def test_presets_become_request_keywords():
-    assert serve.preset_kwargs("strict_json") == {"temperature": 0.0}
-    chat = serve.preset_kwargs("persona_chat")
+    assert serve_client.preset_kwargs("strict_json") == {"temperature": 0.0}
+    chat = serve_client.preset_kwargs("persona_chat")
     assert chat["temperature"] == 0.7
     assert json.loads(chat["extra_body"]["generation_config"]) == {"do_sample": True, "temperature": 0.7, "min_p": 0.05,
                                                                     "repetition_penalty": 1.05}
@@ -94,12 +94,12 @@ def test_presets_become_request_keywords():
 
 def test_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="unknown engine 'tgi'"):
-        serve.server_command("/tmp/x", 8000, engine="tgi")
+        serve_client.server_command("/tmp/x", 8000, engine="tgi")
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path):
     with pytest.raises(RuntimeError, match="exited with status 1 before it was healthy(.|\n)*no config.json"):
-        with serve.running(tmp_path, tmp_path, served_name="nothing"):
+        with serve_client.running(tmp_path, tmp_path, served_name="nothing"):
             pass
 
 
@@ -108,29 +108,29 @@ def server(model_dir, tmp_path_factory):
     """The guarded server on the offline base model; yields (server, unique marker of its command line)."""
     name = f"test-{uuid.uuid4().hex[:8]}"
     key = f"sk-test-{uuid.uuid4().hex}"
-    with serve.running(model_dir, tmp_path_factory.mktemp("serve"), served_name=name, max_prompt_tokens=256,
+    with serve_client.running(model_dir, tmp_path_factory.mktemp("serve"), served_name=name, max_prompt_tokens=256,
                        api_key=key) as srv:
         yield srv
     assert srv.proc.returncode is not None
-    assert serve.leftovers(name) == [], "a server process outlived its context"
+    assert serve_client.leftovers(name) == [], "a server process outlived its context"
 
 
 def test_real_server_answers_like_the_openai_api(server):
-    api = serve.client(server.base_url, api_key=server.api_key)
+    api = serve_client.client(server.base_url, api_key=server.api_key)
     assert [m.id for m in api.models.list().data] == [server.model]
-    first = serve.chat(api, server.model, GOOD, "strict_json", max_tokens=24)
-    second = serve.chat(api, server.model, GOOD, "strict_json", max_tokens=24)
+    first = serve_client.chat(api, server.model, GOOD, "strict_json", max_tokens=24)
+    second = serve_client.chat(api, server.model, GOOD, "strict_json", max_tokens=24)
     text = first.choices[0].message.content
     assert text and text == second.choices[0].message.content          # T=0 is deterministic
     assert first.choices[0].finish_reason in ("stop", "length")
     u = first.usage
     assert u.prompt_tokens > 10 and 0 < u.completion_tokens <= 24 and u.total_tokens == u.prompt_tokens + u.completion_tokens
-    streamed = serve.stream_text(api, server.model, GOOD, max_tokens=24)
+    streamed = serve_client.stream_text(api, server.model, GOOD, max_tokens=24)
     assert streamed["text"] == text and streamed["chunks"] >= 2 and streamed["finish_reason"] == first.choices[0].finish_reason
 
 
 def test_real_server_refuses_bad_requests_and_keeps_serving(server):
-    rows = serve.bad_requests(server, GOOD, oversized_tokens=300)
+    rows = serve_client.bad_requests(server, GOOD, oversized_tokens=300)
     by_name = {r["request"]: r for r in rows}
     assert [by_name[k]["status"] for k in ("unknown model", "empty message list", "malformed JSON body", "oversized prompt",
                                            "a role that does not exist", "negative max_tokens", "temperature as a word",
@@ -139,7 +139,7 @@ def test_real_server_refuses_bad_requests_and_keeps_serving(server):
     assert "'messages[0].role'" in by_name["a role that does not exist"]["message"]
     assert by_name["a 2 MB body"]["seconds"] < 5, "the 413 must come before the body is parsed or tokenized"
     assert by_name["good request after them"]["status"] == 200
-    fields = serve.unsupported_fields(serve.client(server.base_url, api_key=server.api_key), server.model, GOOD)
+    fields = serve_client.unsupported_fields(serve_client.client(server.base_url, api_key=server.api_key), server.model, GOOD)
     assert [r["status"] for r in fields] == [400, 400, 400], fields
 
 
@@ -155,14 +155,14 @@ def test_copy_cell_talks_to_a_real_server(server, tmp_path):
 
 def test_real_server_requires_its_key_except_for_health(server):
     base = server.base_url.rsplit("/v1", 1)[0]
-    assert serve.get(base + "/health")[0] == 200                                  # health checks need no key
+    assert serve_client.get(base + "/health")[0] == 200                                  # health checks need no key
     body = json.dumps({"model": server.model, "messages": GOOD, "max_tokens": 4}).encode()
     for key in ("", "sk-wrong"):
-        status, text = serve.raw_post(server.base_url + "/chat/completions", body, api_key=key)
-        assert status == 401 and "API key" in serve.error_message(text), (status, text)
+        status, text = serve_client.raw_post(server.base_url + "/chat/completions", body, api_key=key)
+        assert status == 401 and "API key" in serve_client.error_message(text), (status, text)
     import openai
     with pytest.raises(openai.AuthenticationError):
-        serve.client(server.base_url, api_key="sk-wrong").models.list()
+        serve_client.client(server.base_url, api_key="sk-wrong").models.list()
 
 
 def test_fuzz_malformed_requests_get_a_4xx_and_the_server_keeps_serving(server):
@@ -172,9 +172,9 @@ def test_fuzz_malformed_requests_get_a_4xx_and_the_server_keeps_serving(server):
 
     url = server.base_url + "/chat/completions"
     table: dict[str, Counter] = {}
-    for kind, body in serve.fuzz_requests(server.model, n=240, seed=0):
+    for kind, body in serve_client.fuzz_requests(server.model, n=240, seed=0):
         try:
-            status, _ = serve.raw_post(url, body, timeout=10, api_key=server.api_key)
+            status, _ = serve_client.raw_post(url, body, timeout=10, api_key=server.api_key)
         except Exception as e:                       # a timeout or a dropped connection is a failure too
             status = type(e).__name__
         table.setdefault(kind, Counter())[status] += 1
@@ -183,7 +183,7 @@ def test_fuzz_malformed_requests_get_a_4xx_and_the_server_keeps_serving(server):
     assert not bad, f"5xx, 2xx or no answer for malformed requests: {bad}"
     assert sum(sum(c.values()) for c in table.values()) == 240
     good = json.dumps({"model": server.model, "messages": GOOD, "max_tokens": 4}).encode()
-    assert serve.raw_post(url, good, api_key=server.api_key)[0] == 200
+    assert serve_client.raw_post(url, good, api_key=server.api_key)[0] == 200
     assert server.proc.poll() is None
 
 

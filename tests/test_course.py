@@ -1,0 +1,86 @@
+"""The course runner: bad choices fail in one line, --from resumes in the same folder, failures and the summary read well."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from helpers import course
+
+RUNNER = [sys.executable, str(course.repo_root() / "scripts" / "run_course.py")]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--profile", "nosuch"], "unknown profile 'nosuch': choose one of full, ci, ablation"),
+    (["--from", "99"], "unknown notebook '99': choose one of 01, 02, 03, 04, 05, 06, 07, 08"),
+    (["--only", "01,9"], "unknown notebook '9'"),
+    (["--run-dir", "runs"], "--run-dir only goes with --from"),
+])
+def test_bad_choice_is_one_line_and_exit_2(args, says):
+    res = subprocess.run(RUNNER + args, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res
+    assert says in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stdout == ""          # nothing started
+
+
+def test_select_from_and_only():
+    assert [nb.name[:2] for nb in course.select(start="06")] == ["06", "07", "08"]
+    assert [nb.name[:2] for nb in course.select(only="02,05", start="03")] == ["05"]
+    assert len(course.select()) == 8
+
+
+def test_resume_finds_the_newest_run_of_the_profile_and_sets_old_outputs_aside(tmp_path):
+    with pytest.raises(course.CourseError, match="no earlier course run with profile 'full'.*make course PROFILE=full"):
+        course.latest_course_dir("full", tmp_path)
+    for name in ("20261129-100000-full", "20261130-090000-full", "20261130-120000-ci"):
+        (tmp_path / name).mkdir()
+    run = course.latest_course_dir("full", tmp_path)
+    assert run.name == "20261130-090000-full"
+    nbs = course.select(start="07")
+    (run / "07_eval").mkdir()
+    (run / "07_eval.ipynb").write_text("{}")
+    (run / "06_decoding").mkdir()        # before the resume point: kept where it is
+    moved = course.set_aside(run, nbs)
+    assert sorted(p.name for p in moved) == ["07_eval.before-resume", "07_eval.ipynb.before-resume"]
+    assert (run / "06_decoding").is_dir() and not (run / "07_eval").exists()
+    (run / "07_eval").mkdir()
+    assert [p.name for p in course.set_aside(run, nbs)] == ["07_eval.before-resume-2"]
+
+
+def test_summary_shows_headline_numbers_walls_and_paths(tmp_path):
+    nb04 = next(nb for nb in course.notebooks() if nb.name.startswith("04"))
+    (tmp_path / nb04.stem).mkdir()
+    (tmp_path / nb04.stem / "metrics.json").write_text(json.dumps({"after": {"exact_match": 0.8, "json_valid": 1.0}}))
+    (tmp_path / nb04.stem / "wall_seconds.txt").write_text("901.4\n")
+    (tmp_path / nb04.name).write_text("{}")
+    (tmp_path / "07_eval").mkdir()
+    (tmp_path / "07_eval" / "report.html").write_text("<html></html>")
+    text = course.summary(tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("04_"))
+    assert "901 s" in row and "exact 80.0%, valid 100.0%" in row and str(tmp_path / nb04.name) in row, row
+    assert "(no metrics.json)" in next(line for line in text.splitlines() if line.startswith("05_"))
+    assert f"ship report: {tmp_path / '07_eval' / 'report.html'}" in text
+    assert course.dig({"a": {"fine-tuned": {"x": 2}}}, "a.fine-tuned.x") == 2 and course.dig({}, "a.b") is None
+
+
+def test_failed_notebook_names_the_cell_the_error_and_the_partial_copy(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("y = x / 0"),
+                                         nbformat.v4.new_code_cell("z = 3")],
+                                  metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
+                                            "language_info": {"name": "python"}})
+    path = src / "99_fails.ipynb"
+    nbformat.write(nb, path)
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(Exception) as info:
+        course.execute(path, run, {})
+    lines = course.failure_lines(info.value, run / path.name)
+    assert lines[0].startswith("FAILED in cell [") and "ZeroDivisionError: division by zero" in lines[0], lines
+    assert lines[1] == f"partial executed notebook: {run / path.name}" and (run / path.name).exists()
+    assert len(lines) == 2
+    assert course.failure_lines(ValueError("no kernel"), run / "x.ipynb")[0] == "FAILED before any cell ran: ValueError: no kernel"
