@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from helpers.runtime import fresh_dir, repo_root
+from helpers.runtime import free_path, fresh_dir, repo_root
 from helpers.widgets import HEADLESS_ENV
 
 RECIPE_TAG = "copy-into-project"
@@ -58,17 +58,12 @@ def latest_course_dir(tag: str, root: Path | None = None) -> Path:
 
 
 def set_aside(course_dir: Path, nbs: list[Path]) -> list[Path]:
-    """Rename the outputs of notebooks about to run again (folder and executed copy) to *.before-resume[-k]."""
+    """Rename the outputs of notebooks about to run again (folder and executed copy) to *.before-resume[-k]; never delete."""
     moved = []
     for nb in nbs:
         for old in (course_dir / nb.stem, course_dir / nb.name):
             if old.exists():
-                new, k = old.with_name(old.name + ".before-resume"), 1
-                while new.exists():
-                    k += 1
-                    new = old.with_name(f"{old.name}.before-resume-{k}")
-                old.rename(new)
-                moved.append(new)
+                moved.append(old.rename(free_path(old.with_name(old.name + ".before-resume"))))
     return moved
 
 
@@ -106,15 +101,18 @@ def execute(nb: Path, course_dir: Path, params: dict, progress: bool = False) ->
     return seconds
 
 
-HEADLINES = {   # notebook -> (label, path into its metrics.json): the one or two numbers a learner looks for
-    "01_decision_check": [("gate", "gate_decision"), ("best prompt exact", "prompt_baseline_exact")],
-    "02_data_curation": [("curated rows", "train_rows"), ("label noise left", "label_noise_left")],
-    "03_lora_math": [("merge gap", "max_abs_diff_merged"), ("fp32 floor", "fp32_rounding_floor")],
-    "04_qlora_training": [("exact", "after.exact_match"), ("valid", "after.json_valid")],
-    "05_dpo_and_siblings": [("DPO reply win rate", "reply_win_rate_dpo_vs_sft"), ("triage valid after DPO", "triage.DPO.json_valid")],
-    "06_decoding": [("top-1 base", "sharpening.base.mean_top1"), ("top-1 tuned", "sharpening.fine-tuned.mean_top1")],
-    "07_eval": [("held-out exact", "tier2.fine-tuned.exact_match"), ("ship", "ship")],
-    "08_serving": [("merged vs adapter gap", "merged_vs_adapter.gap"), ("served vs merged mismatches", "consistency.served_vs_merged_in_process")],
+PCT, NUM, TEXT = "{:.1%}", "{:.2g}", "{}"
+HEADLINES = {   # notebook -> (label, path into its metrics.json, format): the one or two numbers a learner looks for
+    "01_decision_check": [("gate", "gate_decision", TEXT), ("best prompt exact", "prompt_baseline_exact", PCT)],
+    "02_data_curation": [("curated rows", "train_rows", TEXT), ("label noise left", "label_noise_left", PCT)],
+    "03_lora_math": [("merge gap", "max_abs_diff_merged", NUM), ("fp32 floor", "fp32_rounding_floor", NUM)],
+    "04_qlora_training": [("exact", "after.exact_match", PCT), ("valid", "after.json_valid", PCT)],
+    "05_dpo_and_siblings": [("DPO reply win rate", "reply_win_rate_dpo_vs_sft", PCT),
+                            ("triage valid after DPO", "triage.DPO.json_valid", PCT)],
+    "06_decoding": [("top-1 base", "sharpening.base.mean_top1", PCT), ("top-1 tuned", "sharpening.fine-tuned.mean_top1", PCT)],
+    "07_eval": [("held-out exact", "tier2.fine-tuned.exact_match", PCT), ("ship", "ship", TEXT)],
+    "08_serving": [("merged vs adapter gap", "merged_vs_adapter.gap", NUM),
+                   ("served vs merged mismatches", "consistency.served_vs_merged_in_process", TEXT)],
 }
 
 
@@ -129,14 +127,9 @@ def dig(metrics: dict, path: str):
 
 
 def headline(stem: str, metrics: dict) -> str:
-    """The notebook's headline numbers as 'label value' pairs (shares as percentages)."""
-    out = []
-    for label, path in HEADLINES.get(stem, []):
-        v = dig(metrics, path)
-        text = "-" if v is None else f"{v:.1%}" if isinstance(v, float) and 0 <= v <= 1 and "gap" not in label and "floor" not in label \
-            else f"{v:.2g}" if isinstance(v, float) else str(v)
-        out.append(f"{label} {text}")
-    return ", ".join(out)
+    """The notebook's headline numbers as 'label value' pairs, each in its HEADLINES format; '-' when missing."""
+    values = [(label, dig(metrics, path), fmt) for label, path, fmt in HEADLINES.get(stem, [])]
+    return ", ".join(f"{label} {'-' if v is None else fmt.format(v)}" for label, v, fmt in values)
 
 
 def read_metrics(course_dir: Path, nb: Path) -> dict:

@@ -225,12 +225,18 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def fresh_dir(path: Path) -> Path:
-    """path itself if unused, else path-2, path-3, ...: a run folder is never overwritten."""
+def free_path(path: Path) -> Path:
+    """path itself if unused, else path-2, path-3, ...: the first name nothing occupies yet."""
     cand, k = path, 1
     while cand.exists():
         k += 1
         cand = path.with_name(f"{path.name}-{k}")
+    return cand
+
+
+def fresh_dir(path: Path) -> Path:
+    """A new folder at free_path(path): a run folder is never overwritten."""
+    cand = free_path(path)
     cand.mkdir(parents=True)
     return cand
 
