@@ -207,9 +207,13 @@ def sample(model, tok, conversations: list[list[dict]], k: int, temperature: flo
     return [flat[i * k:(i + 1) * k] for i in range(len(conversations))]
 
 
-def replies(model, tok, conversations: list[list[dict]], seed: int = 0, max_new_tokens: int = 72) -> list[str]:
-    """One reply per prompt, sampled at temperature 1 (as a chat assistant is served), seeded for repeatability."""
-    return [group[0] for group in sample(model, tok, conversations, 1, 1.0, max_new_tokens, seed=seed)]
+REPLY_TEMPERATURE = 0.7   # a common serving default for chat; notebook 06 measures what temperature does
+
+
+def replies(model, tok, conversations: list[list[dict]], seed: int = 0, max_new_tokens: int = 72,
+            temperature: float = REPLY_TEMPERATURE) -> list[str]:
+    """One reply per prompt, sampled as a chat assistant is served (temperature 0.7), seeded for repeatability."""
+    return [group[0] for group in sample(model, tok, conversations, 1, temperature, max_new_tokens, seed=seed)]
 
 
 def completion_logps(model, tok, prompt: list[dict], completion: list[dict]) -> float:

@@ -57,6 +57,14 @@ def latest_course_dir(tag: str, root: Path | None = None) -> Path:
     return found[-1]
 
 
+def resume_dir(run_dir: str, tag: str, root: Path | None = None) -> Path:
+    """The course folder to resume, absolute (papermill runs in notebooks/): --run-dir, else the newest of this profile."""
+    found = Path(run_dir).resolve() if run_dir else latest_course_dir(tag, root)
+    if not found.is_dir():
+        raise CourseError(f"--run-dir {found} is not a folder")
+    return found
+
+
 def set_aside(course_dir: Path, nbs: list[Path]) -> list[Path]:
     """Rename the outputs of notebooks about to run again (folder and executed copy) to *.before-resume[-k]; never delete."""
     moved = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from helpers import course
 
@@ -29,9 +28,7 @@ def main() -> int:
         if args.run_dir and not args.start:
             raise course.CourseError("--run-dir only goes with --from (a new course gets a new folder)")
         if args.start:
-            course_dir = Path(args.run_dir) if args.run_dir else course.latest_course_dir(args.profile)
-            if not course_dir.is_dir():
-                raise course.CourseError(f"--run-dir {course_dir} is not a folder")
+            course_dir = course.resume_dir(args.run_dir, args.profile)
         else:
             course_dir = course.new_course_dir(args.profile)
     except course.CourseError as err:

@@ -84,3 +84,12 @@ def test_failed_notebook_names_the_cell_the_error_and_the_partial_copy(tmp_path)
     assert lines[1] == f"partial executed notebook: {run / path.name}" and (run / path.name).exists()
     assert len(lines) == 2
     assert course.failure_lines(ValueError("no kernel"), run / "x.ipynb")[0] == "FAILED before any cell ran: ValueError: no kernel"
+
+
+def test_a_relative_run_dir_is_made_absolute_because_notebooks_run_in_another_folder(tmp_path, monkeypatch):
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert course.resume_dir("runs/mine", "ci") == tmp_path / "runs" / "mine"
+    assert course.resume_dir("runs/mine", "ci").is_absolute()
+    with pytest.raises(course.CourseError, match="--run-dir .*nope is not a folder"):
+        course.resume_dir("runs/nope", "ci")

