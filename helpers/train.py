@@ -42,6 +42,7 @@ class SFTRecipe:
     seed: int
     save_steps: tuple[int, ...] = ()
     eval_steps: int = 0
+    decay_steps: int | float = 0   # scheduler warmup_stable_decay only: the last N steps (int) or share (float) decay to 0
 
     def to_dict(self) -> dict:
         """JSON-friendly view for model cards and metrics."""
@@ -75,7 +76,25 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
     if isinstance(merged["targets"], list):
         merged["targets"] = tuple(merged["targets"])
     merged["save_steps"] = tuple(merged.get("save_steps", ()))
-    return SFTRecipe(**merged)
+    recipe = SFTRecipe(**merged)
+    if recipe.scheduler == WSD and not 0 < decay_phase(recipe) <= recipe.steps:
+        raise RecipeError(f"{path}: field 'decay_steps' must give 1..{recipe.steps} steps with scheduler {WSD}, "
+                          f"got {recipe.decay_steps!r}")
+    return recipe
+
+
+WSD = "warmup_stable_decay"
+
+
+def decay_phase(recipe: SFTRecipe) -> int:
+    """The recipe's decay phase in steps: an int as given, a float as a share of all steps."""
+    d = recipe.decay_steps
+    return round(d * recipe.steps) if isinstance(d, float) else int(d)
+
+
+def scheduler_kwargs(recipe: SFTRecipe) -> dict:
+    """Extra scheduler arguments: warmup-stable-decay holds the lr, then lowers it linearly to 0 over decay_steps."""
+    return {"num_decay_steps": decay_phase(recipe), "decay_type": "linear"} if recipe.scheduler == WSD else {}
 
 
 def target_modules(recipe: SFTRecipe) -> list[str]:
@@ -103,8 +122,8 @@ def sft_config(recipe: SFTRecipe, out_dir: Path, device: str, dtype: str | None 
     return SFTConfig(
         output_dir=str(out_dir), max_steps=recipe.steps, per_device_train_batch_size=recipe.batch,
         gradient_accumulation_steps=recipe.grad_accum, learning_rate=recipe.lr,
-        lr_scheduler_type=recipe.scheduler, warmup_steps=recipe.warmup_steps, max_length=recipe.max_length,
-        train_sampling_strategy=sampler_for(recipe), **{CHECKPOINTING: recipe.activation_checkpointing},
+        lr_scheduler_type=recipe.scheduler, lr_scheduler_kwargs=scheduler_kwargs(recipe), warmup_steps=recipe.warmup_steps,
+        max_length=recipe.max_length, train_sampling_strategy=sampler_for(recipe), **{CHECKPOINTING: recipe.activation_checkpointing},
         seed=recipe.seed, data_seed=recipe.seed, logging_steps=1, report_to=[],
         use_cpu=cpu, bf16=dtype == "bf16", optim="adamw_torch" if cpu else "adamw_8bit",
         save_strategy="no", eval_strategy="steps" if recipe.eval_steps else "no",
@@ -348,8 +367,8 @@ def axolotl_config(recipe: SFTRecipe, base_model: str, dataset_path: str, device
         "chat_template": "tokenizer_default", "default_system_message": recipe.system_prompt,
         "sequence_len": recipe.max_length, "micro_batch_size": recipe.batch,
         "gradient_accumulation_steps": recipe.grad_accum, "max_steps": recipe.steps, "learning_rate": recipe.lr,
-        "lr_scheduler": recipe.scheduler, "warmup_steps": recipe.warmup_steps,
-        "group_by_length": recipe.sampling != "random", "gradient_checkpointing": recipe.activation_checkpointing,
+        "lr_scheduler": recipe.scheduler, **({"lr_scheduler_kwargs": scheduler_kwargs(recipe)} if recipe.scheduler == WSD else {}),
+        "warmup_steps": recipe.warmup_steps, "group_by_length": recipe.sampling != "random", "gradient_checkpointing": recipe.activation_checkpointing,
         "optimizer": "adamw_bnb_8bit", "bf16": "auto", "seed": recipe.seed, "output_dir": out_dir}
 
 

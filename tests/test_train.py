@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from helpers import data, prompts, train
@@ -26,9 +27,30 @@ def test_recipe_to_lora_and_sft_configs(tmp_path):
 def test_recipe_file_is_the_single_source():
     raw = yaml.safe_load(train.RECIPE_PATH.read_text())
     recipe = train.load_recipe()
-    assert recipe.to_dict() == {**raw, "save_steps": [], "eval_steps": 0}
+    assert recipe.to_dict() == {"save_steps": [], "eval_steps": 0, "decay_steps": 0, **raw}
     assert prompts.train_system_prompt() == raw["system_prompt"]
     assert not recipe.four_bit("cpu") and recipe.four_bit("cuda")   # "auto": QLoRA on CUDA only
+
+
+def test_warmup_stable_decay_holds_the_lr_then_lowers_it_to_zero(tmp_path):
+    """The schedule a run ends on: constant lr, then a linear fall to 0 over the last decay_steps (a share or a count)."""
+    from transformers import get_scheduler
+
+    recipe = train.load_recipe(steps=10, scheduler="warmup_stable_decay", decay_steps=0.2)
+    sc = train.sft_config(recipe, tmp_path, "cpu", dtype="fp32")
+    assert sc.lr_scheduler_kwargs == {"num_decay_steps": 2, "decay_type": "linear"}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = get_scheduler(sc.lr_scheduler_type, opt, num_warmup_steps=0, num_training_steps=10,
+                          scheduler_specific_kwargs=sc.lr_scheduler_kwargs)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"]); opt.step(); sched.step()
+    # steps 1-9 at the full lr, step 10 at half of it, and 0 where the run ends
+    assert lrs[:9] == [recipe.lr] * 9 and lrs[9] == pytest.approx(recipe.lr / 2) and opt.param_groups[0]["lr"] == 0
+    assert train.axolotl_config(recipe, "m", "d.jsonl")["lr_scheduler_kwargs"]["num_decay_steps"] == 2
+    assert train.sft_config(train.load_recipe(steps=10), tmp_path, "cpu", dtype="fp32").lr_scheduler_kwargs == {}
+    with pytest.raises(train.RecipeError, match=r"field 'decay_steps' must give 1\.\.10 steps"):
+        train.load_recipe(steps=10, scheduler="warmup_stable_decay")
 
 
 def test_bad_recipe_fields_are_named(tmp_path):
