@@ -70,6 +70,8 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
     missing = [n for n, f in names.items() if n not in merged and f.default is MISSING]
     if missing:
         raise RecipeError(f"{path}: missing recipe field(s) {', '.join(missing)}")
+    if not isinstance(merged.get("decay_steps", 0), (int, float)) or isinstance(merged.get("decay_steps"), bool):
+        raise RecipeError(f"{path}: field 'decay_steps' must be a step count or a share, got {merged['decay_steps']!r}")
     for key in ("rank", "alpha", "steps", "batch", "grad_accum", "max_length", "seed"):
         if not isinstance(merged[key], int) or isinstance(merged[key], bool):
             raise RecipeError(f"{path}: field '{key}' must be an integer, got {merged[key]!r}")
@@ -122,8 +124,9 @@ def sft_config(recipe: SFTRecipe, out_dir: Path, device: str, dtype: str | None 
     return SFTConfig(
         output_dir=str(out_dir), max_steps=recipe.steps, per_device_train_batch_size=recipe.batch,
         gradient_accumulation_steps=recipe.grad_accum, learning_rate=recipe.lr,
-        lr_scheduler_type=recipe.scheduler, lr_scheduler_kwargs=scheduler_kwargs(recipe), warmup_steps=recipe.warmup_steps,
-        max_length=recipe.max_length, train_sampling_strategy=sampler_for(recipe), **{CHECKPOINTING: recipe.activation_checkpointing},
+        lr_scheduler_type=recipe.scheduler, lr_scheduler_kwargs=scheduler_kwargs(recipe),
+        warmup_steps=recipe.warmup_steps, max_length=recipe.max_length, train_sampling_strategy=sampler_for(recipe),
+        **{CHECKPOINTING: recipe.activation_checkpointing},
         seed=recipe.seed, data_seed=recipe.seed, logging_steps=1, report_to=[],
         use_cpu=cpu, bf16=dtype == "bf16", optim="adamw_torch" if cpu else "adamw_8bit",
         save_strategy="no", eval_strategy="steps" if recipe.eval_steps else "no",
@@ -140,7 +143,8 @@ def _checkpointing_arg() -> str:
 
 CHECKPOINTING = _checkpointing_arg()
 SHARED_ARGS = ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
-               "lr_scheduler_type", "warmup_steps", "max_length", "train_sampling_strategy", CHECKPOINTING, "seed")
+               "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "max_length", "train_sampling_strategy",
+               CHECKPOINTING, "seed")
 
 
 def trained_with(trainer) -> dict:
@@ -149,6 +153,7 @@ def trained_with(trainer) -> dict:
     peft_cfg = getattr(trainer.model, "peft_config", {}).get("default")
     out = {k: getattr(args, k) for k in SHARED_ARGS}
     out["lr_scheduler_type"] = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+    out["lr_scheduler_kwargs"] = args.lr_scheduler_kwargs or {}   # transformers' default is None
     if peft_cfg is not None:
         out.update(r=peft_cfg.r, lora_alpha=peft_cfg.lora_alpha, lora_dropout=peft_cfg.lora_dropout,
                    target_modules=sorted(peft_cfg.target_modules))
@@ -159,8 +164,8 @@ def expected_args(recipe: SFTRecipe) -> dict:
     """What trained_with() must report for a trainer built from this recipe."""
     return {"max_steps": recipe.steps, "per_device_train_batch_size": recipe.batch,
             "gradient_accumulation_steps": recipe.grad_accum, "learning_rate": recipe.lr,
-            "lr_scheduler_type": recipe.scheduler, "warmup_steps": recipe.warmup_steps,
-            "max_length": recipe.max_length, "train_sampling_strategy": sampler_for(recipe),
+            "lr_scheduler_type": recipe.scheduler, "lr_scheduler_kwargs": scheduler_kwargs(recipe),
+            "warmup_steps": recipe.warmup_steps, "max_length": recipe.max_length, "train_sampling_strategy": sampler_for(recipe),
             CHECKPOINTING: recipe.activation_checkpointing, "seed": recipe.seed, "r": recipe.rank,
             "lora_alpha": recipe.alpha, "lora_dropout": recipe.dropout, "target_modules": sorted(target_modules(recipe))}
 
@@ -170,7 +175,8 @@ def from_axolotl(cfg: dict) -> dict:
     length buckets is its own group_by_length)."""
     return {"max_steps": cfg["max_steps"], "per_device_train_batch_size": cfg["micro_batch_size"],
             "gradient_accumulation_steps": cfg["gradient_accumulation_steps"], "learning_rate": cfg["learning_rate"],
-            "lr_scheduler_type": cfg["lr_scheduler"], "warmup_steps": cfg["warmup_steps"],
+            "lr_scheduler_type": cfg["lr_scheduler"], "lr_scheduler_kwargs": cfg.get("lr_scheduler_kwargs") or {},
+            "warmup_steps": cfg["warmup_steps"],
             "max_length": cfg["sequence_len"],
             CHECKPOINTING: cfg["gradient_checkpointing"], "seed": cfg["seed"], "r": cfg["lora_r"],
             "lora_alpha": cfg["lora_alpha"], "lora_dropout": cfg["lora_dropout"],
@@ -367,8 +373,9 @@ def axolotl_config(recipe: SFTRecipe, base_model: str, dataset_path: str, device
         "chat_template": "tokenizer_default", "default_system_message": recipe.system_prompt,
         "sequence_len": recipe.max_length, "micro_batch_size": recipe.batch,
         "gradient_accumulation_steps": recipe.grad_accum, "max_steps": recipe.steps, "learning_rate": recipe.lr,
-        "lr_scheduler": recipe.scheduler, **({"lr_scheduler_kwargs": scheduler_kwargs(recipe)} if recipe.scheduler == WSD else {}),
-        "warmup_steps": recipe.warmup_steps, "group_by_length": recipe.sampling != "random", "gradient_checkpointing": recipe.activation_checkpointing,
+        "lr_scheduler": recipe.scheduler, "lr_scheduler_kwargs": scheduler_kwargs(recipe),
+        "warmup_steps": recipe.warmup_steps, "group_by_length": recipe.sampling != "random",
+        "gradient_checkpointing": recipe.activation_checkpointing,
         "optimizer": "adamw_bnb_8bit", "bf16": "auto", "seed": recipe.seed, "output_dir": out_dir}
 
 

@@ -51,6 +51,11 @@ def test_warmup_stable_decay_holds_the_lr_then_lowers_it_to_zero(tmp_path):
     assert train.sft_config(train.load_recipe(steps=10), tmp_path, "cpu", dtype="fp32").lr_scheduler_kwargs == {}
     with pytest.raises(train.RecipeError, match=r"field 'decay_steps' must give 1\.\.10 steps"):
         train.load_recipe(steps=10, scheduler="warmup_stable_decay")
+    with pytest.raises(train.RecipeError, match="field 'decay_steps' must be a step count or a share, got 'lots'"):
+        train.load_recipe(decay_steps="lots")
+    wsd = train.load_recipe(steps=10, scheduler="warmup_stable_decay", decay_steps=3)   # the export round-trips it
+    assert train.from_axolotl(train.axolotl_config(wsd, "m", "d.jsonl"))["lr_scheduler_kwargs"] == \
+        train.expected_args(wsd)["lr_scheduler_kwargs"] == {"num_decay_steps": 3, "decay_type": "linear"}
 
 
 def test_bad_recipe_fields_are_named(tmp_path):
