@@ -28,8 +28,10 @@ def policy(base_dir: str, adapter_dir: str | Path, trainable: bool = True):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from helpers.runtime import fast_generate
+
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
+    return fast_generate(PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable))  # fast rollouts
 
 
 def dataset(rows: list[dict], kind: str = "pairs"):
@@ -190,20 +192,21 @@ def timed_train(trainer) -> dict:
 def sample(model, tok, conversations: list[list[dict]], k: int, temperature: float = 1.0, max_new_tokens: int = 48,
            batch_size: int = 16, seed: int = 0) -> list[list[str]]:
     """k sampled completions per conversation (for pass@k), seeded, left-padded batches."""
-    from helpers.runtime import autocast, compute_dtype
+    from helpers.runtime import autocast, compute_dtype, decode_layout
 
     torch.manual_seed(seed)
     amp = compute_dtype(model.device.type)[0]   # bf16 autocast where the hardware has bf16 units
     convs = [c for c in conversations for _ in range(k)]
     flat: list[str] = []
-    for start in tqdm(range(0, len(convs), batch_size), desc=f"sample k={k}", leave=False):
-        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                 for c in convs[start:start + batch_size]]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        with torch.inference_mode(), autocast(amp, model.device.type):
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                                 top_p=1.0, top_k=0, pad_token_id=tok.pad_token_id)
-        flat += [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+    with decode_layout(model, amp, min(batch_size, len(convs))):
+        for start in tqdm(range(0, len(convs), batch_size), desc=f"sample k={k}", leave=False):
+            texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                     for c in convs[start:start + batch_size]]
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.inference_mode(), autocast(amp, model.device.type):
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
+                                     top_p=1.0, top_k=0, pad_token_id=tok.pad_token_id)
+            flat += [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
     return [flat[i * k:(i + 1) * k] for i in range(len(conversations))]
 
 

@@ -88,29 +88,32 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
              processor: Callable[[], object] | None = None, desc: str = "generate", dtype: str | None = None) -> list[str]:
     """Greedy, batched, left-padded generation over chat conversations; outputs in input order.
 
-    dtype None follows runtime.compute_dtype (bf16 autocast where the hardware has bf16 units); pass "fp32" where
-    outputs must match another fp32 path token for token (notebook 08's consistency checks).
+    dtype None follows runtime.compute_dtype (bf16 autocast where the hardware has bf16 units) and uses
+    runtime.decode_layout where it is faster; pass "fp32" where outputs must match another fp32 path token for
+    token (notebook 08's consistency checks): plain nn.Linear, no layout switch.
     """
     import torch
 
-    from helpers.runtime import autocast, compute_dtype
+    from helpers.runtime import autocast, compute_dtype, decode_layout
 
     device = model.device.type
     amp = dtype or compute_dtype(device)[0]   # bf16 autocast where the hardware has bf16 units (WORKBOOK_DTYPE overrides)
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
     out: list[str] = [""] * len(prompts)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-        idx = order[start:start + batch_size]
-        enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(model.device)
-        kwargs = {"logits_processor": [processor()]} if processor else {}
-        with torch.inference_mode(), autocast(amp, device):
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id, **kwargs)
-        texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        for i, t in zip(idx, texts):
-            out[i] = t.strip()
+    rows = 0 if dtype else min(batch_size, len(prompts))   # an explicit dtype asks for the plain layout
+    with decode_layout(model, amp, rows):
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+            idx = order[start:start + batch_size]
+            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = enc.to(model.device)
+            kwargs = {"logits_processor": [processor()]} if processor else {}
+            with torch.inference_mode(), autocast(amp, device):
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tok.pad_token_id, **kwargs)
+            texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for i, t in zip(idx, texts):
+                out[i] = t.strip()
     return out
 
 

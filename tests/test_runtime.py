@@ -106,3 +106,74 @@ def test_setup_prints_one_line_when_bf16_is_missing(monkeypatch, capsys):
     monkeypatch.setenv("WORKBOOK_DTYPE", "fp32")
     assert runtime.setup(0).dtype == "fp32" and capsys.readouterr().out == ""
     runtime.set_threads()
+
+
+def _tiny_lora_model():
+    """A tiny random Llama with a LoRA adapter whose B is non-zero (so the fold is visible)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    return model.eval()
+
+
+def test_decode_layout_folds_lora_matches_plain_within_rounding_and_restores(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(runtime, "_LAYOUT_GAIN", 10.0)       # as on a machine where the layout pays
+    model = _tiny_lora_model()
+    ids = torch.randint(0, 64, (8, 12))
+    with torch.no_grad():
+        plain = model(ids).logits
+        with runtime.decode_layout(model, "fp32", rows=8) as n:
+            fast = model(ids).logits
+            with model.disable_adapter():
+                fast_base = model(ids).logits
+        with model.disable_adapter():
+            base = model(ids).logits
+        ref = model.double()(ids).logits.float()            # the float64 answer both should round to
+        model.float()
+    assert n == 2 * 7 + 1        # 7 LoRA layers a block (q k v o gate up down), one plain lm_head
+    assert (plain - base).abs().max() > 1e-2                 # the adapter changes the output, so folding is tested
+    floor = (plain - ref).abs().max().item()                 # fp32 rounding of the plain path, this machine, this run
+    assert (fast - ref).abs().max().item() <= 4 * floor + 1e-7, ((fast - ref).abs().max(), floor)
+    assert (fast_base - base).abs().max().item() > 1e-2      # folded on entry: disabling inside the block is not seen
+    assert all("forward" not in m.__dict__ and not hasattr(m, "_decode_wt") for m in model.modules())
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, plain)         # restored exactly
+
+
+def test_decode_layout_is_a_no_op_where_it_does_not_pay(monkeypatch):
+    model = _tiny_lora_model()
+    monkeypatch.setattr(runtime, "_LAYOUT_GAIN", 1.0)
+    with runtime.decode_layout(model, "fp32", rows=16) as n:
+        assert n == 0
+    monkeypatch.setattr(runtime, "_LAYOUT_GAIN", 10.0)
+    for dtype, rows in (("bf16", 16), ("fp32", 2)):
+        with runtime.decode_layout(model, dtype, rows) as n:
+            assert n == 0, (dtype, rows)
+    assert runtime.small_batch_layout_gain() == 10.0          # measured once per process, then reused
+
+
+def test_fast_generate_patches_inside_generate_only_and_defers_to_an_outer_block(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(runtime, "_LAYOUT_GAIN", 10.0)
+    model = _tiny_lora_model()
+    seen = []
+    plain = model.generate
+    model.generate = lambda *a, **k: seen.append(sum("_decode_wt" in m.__dict__ for m in model.modules())) or plain(*a, **k)
+    runtime.fast_generate(model)
+    ids = torch.randint(0, 64, (8, 5))
+    out = model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    with runtime.decode_layout(model, "fp32", rows=0):          # an outer block asking for the plain layout
+        same = model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert seen == [15, 0] and out.shape == (8, 8) and torch.equal(out, same)
+    assert not any("_decode_wt" in m.__dict__ for m in model.modules())
