@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
-.PHONY: setup course test lint ui-test lab data bench bench-serving bench-load clean-runs
+.PHONY: setup course test lint ui-test lab data bench bench-serving bench-load bench-decode clean-runs
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: setup
 # Serving throughput: naive loop vs batched generate vs the guarded server (1 and 4 clients, continuous batching).
 bench-serving: setup
 	$(PY) bench/serving.py
+
+# Batched greedy decoding with and without runtime.decode_layout (the transposed-weight switch), same tickets.
+bench-decode: setup
+	$(PY) bench/decode_layout.py
 
 # Load test of the guarded server: concurrent clients, good and malformed requests, RSS before and after.
 bench-load: setup

@@ -262,12 +262,15 @@ def shared_prompt_generate(model, tok, prompt: str, samplers: list[Sampler], max
 def sample_many(model, tok, conversations: list[list[dict]], samplers: list[Sampler], draws: int = 1,
                 max_new_tokens: int = 40, seed: int = 0, desc: str = "sample") -> list[dict]:
     """Every conversation x sampler x draw; one seeded generate call per conversation, one row per (sampler, draw)."""
+    from helpers.runtime import decode_layout
+
     texts, results = prompt_texts(tok, conversations), []
     rows = [(si, d) for si in range(len(samplers)) for d in range(draws)]
-    for ci, text in enumerate(tqdm(texts, desc=desc, leave=False)):
-        torch.manual_seed(seed * 1_000_003 + ci)
-        outs = shared_prompt_generate(model, tok, text, [samplers[si] for si, _ in rows], max_new_tokens)
-        results += [{"conv": ci, "sampler": si, "draw": d, "text": t} for (si, d), t in zip(rows, outs)]
+    with decode_layout(model, "fp32", len(rows)):          # fp32 sampling: many rows per step, so the layout pays
+        for ci, text in enumerate(tqdm(texts, desc=desc, leave=False)):
+            torch.manual_seed(seed * 1_000_003 + ci)
+            outs = shared_prompt_generate(model, tok, text, [samplers[si] for si, _ in rows], max_new_tokens)
+            results += [{"conv": ci, "sampler": si, "draw": d, "text": t} for (si, d), t in zip(rows, outs)]
     return results
 
 
