@@ -7,6 +7,7 @@ import random
 import resource
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -126,14 +127,15 @@ def sft_config(recipe: SFTRecipe, out_dir: Path, device: str, dtype: str | None 
         gradient_accumulation_steps=recipe.grad_accum, learning_rate=recipe.lr,
         lr_scheduler_type=recipe.scheduler, lr_scheduler_kwargs=scheduler_kwargs(recipe),
         warmup_steps=recipe.warmup_steps, max_length=recipe.max_length, train_sampling_strategy=sampler_for(recipe),
-        **{CHECKPOINTING: recipe.activation_checkpointing},
+        **{checkpointing_arg(): recipe.activation_checkpointing},
         seed=recipe.seed, data_seed=recipe.seed, logging_steps=1, report_to=[],
         use_cpu=cpu, bf16=dtype == "bf16", optim="adamw_torch" if cpu else "adamw_8bit",
         save_strategy="no", eval_strategy="steps" if recipe.eval_steps else "no",
         eval_steps=recipe.eval_steps or None, per_device_eval_batch_size=recipe.batch, dataloader_num_workers=0)
 
 
-def _checkpointing_arg() -> str:
+@cache
+def checkpointing_arg() -> str:
     """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; use the name this install has."""
     from transformers import TrainingArguments
 
@@ -141,17 +143,28 @@ def _checkpointing_arg() -> str:
         else "gradient_checkpointing"
 
 
-CHECKPOINTING = _checkpointing_arg()
-SHARED_ARGS = ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
-               "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "max_length", "train_sampling_strategy",
-               CHECKPOINTING, "seed")
+def shared_args() -> tuple[str, ...]:
+    """The trainer arguments the recipe, the trainer and the Axolotl export must agree on."""
+    return ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+            "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "max_length", "train_sampling_strategy",
+            checkpointing_arg(), "seed")
+
+
+def __getattr__(name: str):
+    """train.CHECKPOINTING and train.SHARED_ARGS resolve on first use: importing this module stays free of transformers,
+    so a command-line tool reports bad input before the heavy imports."""
+    if name == "CHECKPOINTING":
+        return checkpointing_arg()
+    if name == "SHARED_ARGS":
+        return shared_args()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def trained_with(trainer) -> dict:
     """The values a trainer really uses, in recipe terms (for metrics and the agreement test)."""
     args = trainer.args
     peft_cfg = getattr(trainer.model, "peft_config", {}).get("default")
-    out = {k: getattr(args, k) for k in SHARED_ARGS}
+    out = {k: getattr(args, k) for k in shared_args()}
     out["lr_scheduler_type"] = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
     out["lr_scheduler_kwargs"] = args.lr_scheduler_kwargs or {}   # transformers' default is None
     if peft_cfg is not None:
@@ -166,7 +179,7 @@ def expected_args(recipe: SFTRecipe) -> dict:
             "gradient_accumulation_steps": recipe.grad_accum, "learning_rate": recipe.lr,
             "lr_scheduler_type": recipe.scheduler, "lr_scheduler_kwargs": scheduler_kwargs(recipe),
             "warmup_steps": recipe.warmup_steps, "max_length": recipe.max_length, "train_sampling_strategy": sampler_for(recipe),
-            CHECKPOINTING: recipe.activation_checkpointing, "seed": recipe.seed, "r": recipe.rank,
+            checkpointing_arg(): recipe.activation_checkpointing, "seed": recipe.seed, "r": recipe.rank,
             "lora_alpha": recipe.alpha, "lora_dropout": recipe.dropout, "target_modules": sorted(target_modules(recipe))}
 
 
@@ -178,7 +191,7 @@ def from_axolotl(cfg: dict) -> dict:
             "lr_scheduler_type": cfg["lr_scheduler"], "lr_scheduler_kwargs": cfg.get("lr_scheduler_kwargs") or {},
             "warmup_steps": cfg["warmup_steps"],
             "max_length": cfg["sequence_len"],
-            CHECKPOINTING: cfg["gradient_checkpointing"], "seed": cfg["seed"], "r": cfg["lora_r"],
+            checkpointing_arg(): cfg["gradient_checkpointing"], "seed": cfg["seed"], "r": cfg["lora_r"],
             "lora_alpha": cfg["lora_alpha"], "lora_dropout": cfg["lora_dropout"],
             "target_modules": sorted(cfg["lora_target_modules"])}
 

@@ -126,6 +126,15 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
 
+def test_the_recipe_module_reports_bad_input_before_the_heavy_imports():
+    """Importing helpers.train (the CLI's first step) loads no transformers, peft or trl: bad input fails in seconds."""
+    code = "import sys, helpers.train as t; print(sorted(m for m in ('transformers', 'peft', 'trl') if m in sys.modules)); print(t.CHECKPOINTING)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    heavy, name = res.stdout.splitlines()
+    assert heavy == "[]" and name in ("activation_checkpointing", "gradient_checkpointing"), res.stdout
+
+
 def test_length_buckets_keeps_every_row_and_groups_lengths():
     rows = data.load_split("train", 256)
     ordered = train.length_buckets(rows, batch=8, seed=0)
