@@ -109,7 +109,9 @@ def own_mc_accuracy(model, tok, tasks: tuple[str, ...] = MC_TASKS, limit: int | 
         per_task[task] = sum(picks[it["id"]] == it["answer"] for it in items) / len(items)
         n += len(items)
     overall = sum(per_task[t] * len(load_items(t)[:limit]) for t in tasks) / n
-    return {"per_task": per_task, "overall": overall, "right": round(overall * n), "picks": picks, "n": n}
+    correct = {it["id"]: picks[it["id"]] == it["answer"] for task in tasks for it in load_items(task)[:limit]}
+    return {"per_task": per_task, "overall": overall, "right": round(overall * n), "picks": picks, "n": n,
+            "correct": correct}
 
 
 def self_distilled_mix(model, tok, prompts: list[str] = MIX_PROMPTS, max_new_tokens: int = 48) -> list[dict]:

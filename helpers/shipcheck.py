@@ -139,6 +139,28 @@ def agreement(judge: list[str], truth: list[str]) -> dict:
             "n": len(judge)}
 
 
+# ---------------------------------------------------------------- tier 4: general capability kept
+
+def retention_check(base_right: list[bool], tuned_right: list[bool], floor: float = 0.95, seed: int = 0,
+                    draws: int = 4000) -> dict:
+    """The share of the base's general accuracy the tuned model keeps, with a paired 95% bootstrap interval over
+    the items, and whether the set resolves the floor: "kept", "lost", or "not resolved" by this many items."""
+    if len(base_right) != len(tuned_right) or not base_right:
+        raise ValueError(f"retention_check needs one result per item from each model; got {len(base_right)} base "
+                         f"and {len(tuned_right)} tuned")
+    b, t = np.asarray(base_right, dtype=float), np.asarray(tuned_right, dtype=float)
+    if b.sum() == 0:
+        raise ValueError("retention_check: the base model got no item right, so a kept share is undefined")
+    idx = np.random.default_rng(seed).integers(0, len(b), size=(draws, len(b)))
+    base_sums = b[idx].sum(1)
+    ratios = t[idx].sum(1)[base_sums > 0] / base_sums[base_sums > 0]
+    lo, hi = (float(x) for x in np.percentile(ratios, [2.5, 97.5]))
+    verdict = "kept" if lo >= floor else "lost" if hi < floor else "not resolved"
+    return {"retention": float(t.sum() / b.sum()), "ci95": [lo, hi], "floor": floor, "verdict": verdict,
+            "n_items": len(b), "base_right": int(b.sum()), "tuned_right": int(t.sum()),
+            "items_both_right": int((b * t).sum()), "items_changed": int((b != t).sum())}
+
+
 # ---------------------------------------------------------------- checkpoint choice
 
 def pareto_front(points: list[dict], keys: tuple[str, ...]) -> list[bool]:

@@ -295,6 +295,13 @@ def check_07(course_dir):
     for section in ("Verdict", "Tier 1", "Tier 2", "Tier 3", "Tier 4", "Canary gate", "Judge", "Checkpoint", "Versions"):
         assert f"## {section}" in report, section
     assert "SHIP" in report and "data:image/png;base64," in (run / "report.html").read_text()
+    # the general-capability floor is read with its interval over the items; only a resolved loss blocks shipping
+    kept = m["general_retention_check"]
+    assert kept["n_items"] == 36 and kept["ci95"][0] <= kept["retention"] <= kept["ci95"][1], kept
+    assert kept["retention"] == pytest.approx(m["arms"]["notebook 04 adapter"]["general_retention"]), kept
+    assert m["ship"] == (gate["merged (good)"]["verdict"] == "PASS" and kept["verdict"] != "lost"
+                         and m["tier2"]["fine-tuned"]["exact_match"] > m["tier2"]["base"]["exact_match"]), (m["ship"], kept)
+    assert f"floor 95% {kept['verdict']}" in report.split("## Tier 1")[0], report[:600]
 
 
 def check_08(course_dir):

@@ -111,3 +111,27 @@ def test_own_scorer_matches_lm_eval(model_dir, model_and_tok):
     own = general.own_mc_accuracy(model, tok, tasks=("workbook_facts",), limit=6)
     assert own["per_task"]["workbook_facts"] == pytest.approx(lm["scores"]["workbook_facts"])
     assert {k: own["picks"][k] for k in lm["mc_picks"]["workbook_facts"]} == lm["mc_picks"]["workbook_facts"]
+
+
+def test_retention_check_says_when_the_set_cannot_resolve_the_floor():
+    # notebook 07's CI case: 19 of 36 items right for the base, 18 for the adapter (one item changed)
+    base = [True] * 19 + [False] * 17
+    tuned = [True] * 18 + [False] * 18
+    r = shipcheck.retention_check(base, tuned, floor=0.95)
+    assert r["retention"] == pytest.approx(18 / 19) and r["items_changed"] == 1
+    lo, hi = r["ci95"]
+    assert lo < 0.95 <= hi and lo <= r["retention"] <= hi and r["verdict"] == "not resolved", r
+    # the same one-item-in-19 loss rate on 20x the items is resolved: a 30% loss is "lost", no change is "kept"
+    big_base = base * 20
+    assert shipcheck.retention_check(big_base, [b and k % 10 > 2 for k, b in enumerate(big_base)])["verdict"] == "lost"
+    assert shipcheck.retention_check(big_base, big_base)["verdict"] == "kept"
+    noisy = [b != (k % 7 == 0) for k, b in enumerate(big_base)]                            # gains and losses
+    assert shipcheck.retention_check(big_base, noisy, seed=1)["ci95"] != shipcheck.retention_check(big_base, noisy)["ci95"]
+    assert shipcheck.retention_check(base, tuned, seed=0) == r                            # a seed reproduces
+
+
+def test_retention_check_rejects_unpaired_or_empty_results():
+    with pytest.raises(ValueError, match="one result per item from each model; got 3 base and 2 tuned"):
+        shipcheck.retention_check([True] * 3, [True] * 2)
+    with pytest.raises(ValueError, match="base model got no item right"):
+        shipcheck.retention_check([False] * 4, [True] * 4)
