@@ -3,6 +3,7 @@
     python scripts/train_sft.py --train runs/<course>/02_data_curation/curated_train.jsonl --out runs/my-adapter
     python scripts/train_sft.py ... --set steps=40 --set lr=5e-4      # override recipe fields
     accelerate launch scripts/train_sft.py ...        # several GPUs: the Trainer picks up the distributed setup
+    bash scripts/deploy/train_ddp.sh TRAIN OUT 2 ...  # 2 processes (gloo on a CPU): same global batch at --set batch=4
     python scripts/train_sft.py ... --axolotl-yaml axolotl.yaml   # also write the equivalent Axolotl config
 
 Bad input (a malformed JSONL line, an unknown recipe field) prints one line naming the file, line and field,
@@ -79,6 +80,8 @@ def main(argv: list[str]) -> int:
                                   out / "trainer", rt.device, peft=rt.backend != "Unsloth")
     used = train.trained_with(trainer)
     stats = train.run(trainer)
+    if not trainer.is_world_process_zero():   # several processes (torchrun, accelerate): the first one writes
+        return 0
     trainer.model.save_pretrained(out / "adapter")
     tok.save_pretrained(out / "adapter")
     if a.merge:
@@ -88,6 +91,7 @@ def main(argv: list[str]) -> int:
         Path(a.axolotl_yaml).write_text(train.axolotl_yaml(recipe, hub, a.train))
     print(json.dumps({"adapter": str(out / "adapter"), "seconds": round(stats["seconds"], 1),
                       "final_loss": stats["train_loss"][-1][1] if stats["train_loss"] else None,
+                      "train_loss": stats["train_loss"], "processes": trainer.args.world_size,
                       "recipe": recipe.to_dict(), "trained_with": used}))
     return 0
 

@@ -106,7 +106,7 @@ def test_multi_gpu_files_parse(tmp_path):
     folder = repo_root() / "scripts" / "deploy"
     cfg = ClusterConfig.from_yaml_file(folder / "accelerate_fsdp.yaml")
     assert str(cfg.distributed_type).endswith("FSDP") and cfg.fsdp_config["fsdp_version"] == 2
-    for script in ("train_fsdp.sh", "vllm_multi_lora.sh", "vllm_tensor_parallel.sh"):
+    for script in ("train_fsdp.sh", "train_ddp.sh", "vllm_multi_lora.sh", "vllm_tensor_parallel.sh"):
         assert subprocess.run(["bash", "-n", str(folder / script)]).returncode == 0, script
     assert "--tensor-parallel-size" in (folder / "vllm_tensor_parallel.sh").read_text()
     assert train.load_recipe(load_in_4bit=False).four_bit("cuda") is False   # train_fsdp.sh's --set load_in_4bit=false
