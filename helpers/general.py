@@ -99,19 +99,17 @@ def choice_logliks(model, tok, item: dict) -> list[float]:
 
 
 def own_mc_accuracy(model, tok, tasks: tuple[str, ...] = MC_TASKS, limit: int | None = None) -> dict:
-    """Our scorer over the MC tasks: accuracy per task, overall, and each item's pick."""
-    picks, per_task, n = {}, {}, 0
+    """Our scorer over the MC tasks: accuracy per task, overall, each item's pick and whether it was right."""
+    picks, correct, per_task = {}, {}, {}
     for task in tasks:
         items = load_items(task)[:limit]
         for it in tqdm(items, desc=task, leave=False):
             ll = choice_logliks(model, tok, it)
             picks[it["id"]] = max(range(len(ll)), key=ll.__getitem__)
-        per_task[task] = sum(picks[it["id"]] == it["answer"] for it in items) / len(items)
-        n += len(items)
-    overall = sum(per_task[t] * len(load_items(t)[:limit]) for t in tasks) / n
-    correct = {it["id"]: picks[it["id"]] == it["answer"] for task in tasks for it in load_items(task)[:limit]}
-    return {"per_task": per_task, "overall": overall, "right": round(overall * n), "picks": picks, "n": n,
-            "correct": correct}
+            correct[it["id"]] = picks[it["id"]] == it["answer"]
+        per_task[task] = sum(correct[it["id"]] for it in items) / len(items)
+    n, right = len(correct), sum(correct.values())
+    return {"per_task": per_task, "overall": right / n, "right": right, "picks": picks, "n": n, "correct": correct}
 
 
 def self_distilled_mix(model, tok, prompts: list[str] = MIX_PROMPTS, max_new_tokens: int = 48) -> list[dict]:

@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
         Path(a.axolotl_yaml).write_text(train.axolotl_yaml(recipe, hub, a.train))
     print(json.dumps({"adapter": str(out / "adapter"), "seconds": round(stats["seconds"], 1),
                       "final_loss": stats["train_loss"][-1][1] if stats["train_loss"] else None,
-                      "train_loss": stats["train_loss"], "processes": trainer.args.world_size,
+                      "train_loss": stats["train_loss"], "processes": trainer.args.world_size, "dtype": rt.dtype,
                       "recipe": recipe.to_dict(), "trained_with": used}))
     return 0
 

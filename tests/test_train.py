@@ -227,13 +227,15 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
     """scripts/deploy/train_ddp.sh (torchrun, gloo on a CPU) at 2 x batch 4 matches one process at batch 8, step for
     step, and its adapter loads and scores. DDP averages the two halves' gradients, which is the same sum as one
     batch of 8 in another order, so the losses may differ only by float rounding: measured 4e-7 relative on the AVX2
-    EPYC (2026-12-01). The bound, 1e-4 relative, is 250x that and far below the ~0.3 a step moves the loss here."""
+    EPYC (2026-12-01). Both runs are pinned to fp32 (WORKBOOK_DTYPE), so the rounding is fp32's on any processor,
+    with or without bf16 units: the bound, 1e-4 relative, is about 840 fp32 epsilons, and far below the ~0.3 a step
+    moves the loss here."""
     from transformers import AutoTokenizer
 
     from helpers import deploy, evaluate, models
 
     root = data.data_dir().parent
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, "WORKBOOK_DTYPE": "fp32"}
     common = ["--train", str(data.data_dir() / "train.jsonl"), "--limit", "64", "--set", "steps=3"]
 
     def summary(res):
@@ -248,7 +250,7 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
     one = summary(subprocess.run([sys.executable, "scripts/train_sft.py", *common, "--set", "batch=8",
                                   "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=300,
                                  cwd=root, env=env))
-    assert two["processes"] == 2 and one["processes"] == 1
+    assert two["processes"] == 2 and one["processes"] == 1 and two["dtype"] == one["dtype"] == "fp32"
     assert [s for s, _ in two["train_loss"]] == [s for s, _ in one["train_loss"]] == [1, 2, 3]
     for (_, a), (_, b) in zip(two["train_loss"], one["train_loss"]):
         assert abs(a - b) <= 1e-4 * abs(b), (two["train_loss"], one["train_loss"])
