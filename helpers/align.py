@@ -190,18 +190,19 @@ def timed_train(trainer) -> dict:
 
 
 def sample(model, tok, conversations: list[list[dict]], k: int, temperature: float = 1.0, max_new_tokens: int = 48,
-           batch_size: int = 16, seed: int = 0) -> list[list[str]]:
-    """k sampled completions per conversation (for pass@k), seeded, left-padded batches."""
-    from helpers.runtime import autocast, compute_dtype, decode_layout
+           batch_size: int | None = None, seed: int = 0) -> list[list[str]]:
+    """k sampled completions per conversation (for pass@k), seeded, left-padded balanced batches (runtime.GEN_ROWS)."""
+    from helpers.runtime import GEN_ROWS, autocast, compute_dtype, decode_layout, row_batches
 
     torch.manual_seed(seed)
     amp = compute_dtype(model.device.type)[0]   # bf16 autocast where the hardware has bf16 units
     convs = [c for c in conversations for _ in range(k)]
     flat: list[str] = []
-    with decode_layout(model, amp, min(batch_size, len(convs))):
-        for start in tqdm(range(0, len(convs), batch_size), desc=f"sample k={k}", leave=False):
+    batches = row_batches(len(convs), batch_size or GEN_ROWS)
+    with decode_layout(model, amp, len(batches[0]) if batches else 0):
+        for span in tqdm(batches, desc=f"sample k={k}", leave=False):
             texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                     for c in convs[start:start + batch_size]]
+                     for c in convs[span.start:span.stop]]
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.inference_mode(), autocast(amp, model.device.type):
                 gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,

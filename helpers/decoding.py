@@ -295,11 +295,13 @@ def repeated_ngram_share(text: str, n: int = 3) -> float:
 
 @torch.inference_mode()
 def greedy_with_top1(model, tok, conversations: list[list[dict]], max_new_tokens: int = 40,
-                     batch_size: int = 16) -> list[dict]:
+                     batch_size: int | None = None) -> list[dict]:
     """Greedy outputs with each generated token's top-1 probability (generate(output_scores=True))."""
+    from helpers.runtime import GEN_ROWS, row_batches
+
     texts, out = prompt_texts(tok, conversations), []
-    for start in tqdm(range(0, len(texts), batch_size), desc="greedy + scores", leave=False):
-        enc = tok(texts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+    for span in tqdm(row_batches(len(texts), batch_size or GEN_ROWS), desc="greedy + scores", leave=False):
+        enc = tok(texts[span.start:span.stop], return_tensors="pt", padding=True, add_special_tokens=False)
         gen = model.generate(**enc.to(model.device), do_sample=False, max_new_tokens=max_new_tokens, output_scores=True,
                              return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
         new = gen.sequences[:, enc["input_ids"].shape[1]:]

@@ -84,9 +84,11 @@ def failure_profile(outputs: list[str], golds: list[dict]) -> dict:
             "top_confusions": confusions.most_common(5)}
 
 
-def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 48, batch_size: int = 16,
+def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 48, batch_size: int | None = None,
              processor: Callable[[], object] | None = None, desc: str = "generate", dtype: str | None = None) -> list[str]:
     """Greedy, batched, left-padded generation over chat conversations; outputs in input order.
+
+    Rows are sorted by length and split into balanced batches of at most batch_size (runtime.GEN_ROWS when None).
 
     dtype None follows runtime.compute_dtype (bf16 autocast where the hardware has bf16 units) and uses
     runtime.decode_layout where it is faster; pass "fp32" where outputs must match another fp32 path token for
@@ -94,17 +96,18 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
     """
     import torch
 
-    from helpers.runtime import autocast, compute_dtype, decode_layout
+    from helpers.runtime import GEN_ROWS, autocast, compute_dtype, decode_layout, row_batches
 
     device = model.device.type
     amp = dtype or compute_dtype(device)[0]   # bf16 autocast where the hardware has bf16 units (WORKBOOK_DTYPE overrides)
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
     out: list[str] = [""] * len(prompts)
-    rows = 0 if dtype else min(batch_size, len(prompts))   # an explicit dtype asks for the plain layout
+    batches = row_batches(len(order), batch_size or GEN_ROWS)
+    rows = 0 if dtype or not batches else len(batches[0])   # an explicit dtype asks for the plain layout
     with decode_layout(model, amp, rows):
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-            idx = order[start:start + batch_size]
+        for span in tqdm(batches, desc=desc, leave=False):
+            idx = order[span.start:span.stop]
             enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = enc.to(model.device)
             kwargs = {"logits_processor": [processor()]} if processor else {}
@@ -118,7 +121,7 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
 
 
 def evaluate_model(model, tok, rows: list[dict], mode: str = "zero_shot", shots: list[dict] = (),
-                   max_new_tokens: int = 48, batch_size: int = 16, desc: str = "eval") -> tuple[list[str], dict]:
+                   max_new_tokens: int = 48, batch_size: int | None = None, desc: str = "eval") -> tuple[list[str], dict]:
     """Generate for chat records with a prompt mode ('zero_shot' = the short system prompt) and score them."""
     from helpers.data import gold, ticket
     from helpers.prompts import messages

@@ -124,6 +124,25 @@ def autocast(dtype: str, device: str = "cpu"):
     return torch.autocast(device_type="cuda" if device == "cuda" else "cpu", dtype=torch.bfloat16)
 
 
+# Rows per generate call. A 135M model decodes a 16-row batch at a small fraction of the CPU's matmul speed; on
+# the AVX2 EPYC (2026-12-01, bench/decode_batch.py) 50 tickets took 44 s in batches of 16 and 30 s in one batch
+# of 50, with identical outputs, while 96 rows in one batch (58 s) lost to two of 48 (52 s): padding and the
+# attention cache grow with the batch (32 rows a batch: 50 s). Batches are balanced: at most 64 rows, so 50 rows
+# run as one batch and 96 as two of 48, never as 64 + 32 or with a small remainder.
+GEN_ROWS = 64
+
+
+def row_batches(n: int, most: int = GEN_ROWS) -> list[range]:
+    """Split n rows into the fewest batches of at most `most` rows, of near-equal size (no small remainder)."""
+    if n <= 0:
+        return []
+    if most < 1:
+        raise ValueError(f"row_batches: most must be >= 1 row per batch, got {most}")
+    count = -(-n // most)
+    size = -(-n // count)
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+
 _LAYOUT_GAIN: float | None = None
 LAYOUT_MIN_GAIN = 2.0    # far from timing noise: the AVX2 EPYC measured 1.15 and 1.3 in one CI run, Intel MKL 4.5-4.9
 

@@ -177,3 +177,17 @@ def test_fast_generate_patches_inside_generate_only_and_defers_to_an_outer_block
         same = model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
     assert seen == [15, 0] and out.shape == (8, 8) and torch.equal(out, same)
     assert not any("_decode_wt" in m.__dict__ for m in model.modules())
+
+
+def test_row_batches_are_balanced_and_cover_every_row_once():
+    assert [len(b) for b in runtime.row_batches(50, 48)] == [25, 25]     # not 48 + 2
+    assert [len(b) for b in runtime.row_batches(48, 48)] == [48]
+    assert [len(b) for b in runtime.row_batches(200, 48)] == [40] * 5
+    assert [len(b) for b in runtime.row_batches(96)] == [48, 48] and [len(b) for b in runtime.row_batches(50)] == [50]
+    assert runtime.row_batches(0) == []
+    for n in (1, 7, 49, 97, 1000):
+        spans = runtime.row_batches(n, 48)
+        assert [i for s in spans for i in s] == list(range(n)) and max(map(len, spans)) <= 48
+        assert max(map(len, spans)) - min(map(len, spans)) <= max(map(len, spans)) // 2 + 1, spans
+    with pytest.raises(ValueError, match="at least|>= 1"):
+        runtime.row_batches(5, 0)
