@@ -39,3 +39,25 @@ def test_pass_at_k_matches_the_closed_form():
     assert rewards.pass_at_k(10, 3, 2) == pytest.approx(1 - (7 * 6) / (10 * 9))
     with pytest.raises(ValueError, match="n=4, c=5"):
         rewards.pass_at_k(4, 5, 1)
+
+
+def test_notebook_05_reward_cell_agrees_with_the_tested_module():
+    """Notebook 05 defines the verifier in an editable cell (tag `rewards`); it must score what helpers.rewards scores."""
+    import json
+
+    import nbformat
+
+    from helpers import evaluate, runtime
+
+    nb = nbformat.read(runtime.repo_root() / "notebooks" / "05_dpo_and_siblings.ipynb", as_version=4)
+    (src,) = [c.source for c in nb.cells if "rewards" in c.metadata.get("tags", [])]
+    ns = {"json": json, "evaluate": evaluate}
+    exec(compile(src, "05_dpo_and_siblings.ipynb:rewards", "exec"), ns)
+    right = '{"intent": "order_status", "urgency": "high", "order_id": "ORD-123456"}'
+    texts = [right, right.replace("high", "low"), right.replace("order_status", "track_order"), "not json at all",
+             "Sure! " + right + " Hope this helps.", right + " " + "blah " * 40, "", '{"intent": "order_status"}']
+    batch = [[{"role": "assistant", "content": t}] for t in texts] + texts          # chat-style and plain strings
+    gold = {k: v * len(batch) for k, v in GOLD.items()}
+    assert [f.__name__ for f in ns["REWARDS"]] == [f.__name__ for f in rewards.REWARDS]
+    for mine, tested in zip(ns["REWARDS"], rewards.REWARDS):
+        assert mine(completions=batch, **gold) == tested(completions=batch, **gold), mine.__name__
