@@ -28,10 +28,9 @@ def timed(fn) -> tuple[float, object]:
 
 
 def main() -> None:
-    """Time both batchings and print the ratios."""
+    """Time both batchings and print the ratio."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=50, help="held-out tickets")
-    ap.add_argument("--pairs", type=int, default=12, help="preference pairs for the log-prob read-out")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of each batching")
     args = ap.parse_args()
     runtime.set_threads()
@@ -53,6 +52,7 @@ def main() -> None:
     differ = sum(a != b for a, b in zip(outs[16], outs[runtime.GEN_ROWS]))
     print(f"generate, {len(convs)} tickets: batches of 16 {small:.1f} s, batches {spans} {big:.1f} s, "
           f"ratio {small / big:.2f}x, outputs that differ {differ}/{len(convs)}")
+
 
 if __name__ == "__main__":
     main()
