@@ -25,6 +25,9 @@ def reward_valid(completions, **kwargs) -> list[float]:
 
 def reward_fields(completions, intent, urgency, order_id, **kwargs) -> list[float]:
     """One third per field that equals the gold label (only for schema-valid outputs): 0, 1/3, 2/3 or 1."""
+    if not len(completions) == len(intent) == len(urgency) == len(order_id):
+        raise ValueError(f"reward_fields: {len(completions)} completions but {len(intent)} intent, {len(urgency)} urgency "
+                         f"and {len(order_id)} order_id values: give every prompt its gold columns (one per completion)")
     out = []
     for c, gold in zip(completions, zip(intent, urgency, order_id)):
         p = parse_output(_text(c))

@@ -84,3 +84,25 @@ def test_few_shot_prompt_has_xml_and_distinct_shots():
     assert msgs[0]["content"].startswith("<task>") and len(msgs) == 1 + 2 * 3 + 1
     with pytest.raises(ValueError, match="unknown prompt mode"):
         prompts.messages("x", "ten_shot")
+
+
+def test_shared_prefix_sits_at_the_same_positions_in_every_row():
+    rows = [[5, 6, 7, 8, 1], [5, 6, 7, 9], [5, 6, 7, 8, 1, 2, 3]]
+    assert evaluate.shared_prefix_len(rows) == 3
+    assert evaluate.shared_prefix_len([[1, 2], [1, 2]]) == 1          # each row keeps a token of its own
+    ids, mask = evaluate.prefix_batch(rows, 3, 0)
+    assert ids == [[5, 6, 7, 0, 0, 8, 1], [5, 6, 7, 0, 0, 0, 9], [5, 6, 7, 8, 1, 2, 3]]
+    assert mask == [[1, 1, 1, 0, 0, 1, 1], [1, 1, 1, 0, 0, 0, 1], [1] * 7]
+    # each row's unmasked tokens are exactly its own prompt
+    assert all([t for t, m in zip(i, k) if m] == r for i, k, r in zip(ids, mask, rows))
+
+
+def test_few_shot_prompts_give_the_same_outputs_with_the_prefix_computed_once(model_and_tok, monkeypatch):
+    model, tok = model_and_tok
+    rows = data.load_split("eval", 6)
+    shots = prompts.pick_shots(data.load_split("train"), 3)
+    convs = [prompts.messages(data.ticket(r), "few_shot", shots) for r in rows]
+    shared = evaluate.generate(model, tok, convs, max_new_tokens=24, batch_size=3)
+    monkeypatch.setattr(evaluate, "SHARED_PREFIX_MIN", 10**9)   # the plain path: every row's whole prompt
+    plain = evaluate.generate(model, tok, convs, max_new_tokens=24, batch_size=3)
+    assert shared == plain and all(o for o in shared), (shared, plain)

@@ -100,3 +100,14 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
         else:
             assert SIZE_NAME.match(name) and isinstance(value, int) and not isinstance(value, bool), \
                 f"{nb.name}: {profile} sets {name}={value!r}; only sizes and step counts may differ from the learner's run"
+
+
+@pytest.mark.parametrize("nb_index,param,value", [
+    (4, "GRPO_STEPS", 4),                          # the reward trend reads the first and last 3 logged steps
+    (4, "SIBLINGS", ["IPO", "SimPO"]),
+    (3, "ABL_ARMS", ["alpha=r"]),                  # the takeaways compare raw data and the label-list prompt
+    (3, "ABL_ARMS", ["raw", "label-list prompt", "dora"]),
+])
+def test_a_choice_the_notebook_cannot_run_fails_before_training(nb_index, param, value):
+    with pytest.raises(ValueError, match=re.escape(f"{param}={value}")):
+        run_sizes(course.notebooks()[nb_index], {param: value})

@@ -61,3 +61,8 @@ def test_notebook_05_reward_cell_agrees_with_the_tested_module():
     assert [f.__name__ for f in ns["REWARDS"]] == [f.__name__ for f in rewards.REWARDS]
     for mine, tested in zip(ns["REWARDS"], rewards.REWARDS):
         assert mine(completions=batch, **gold) == tested(completions=batch, **gold), mine.__name__
+    # a dataset whose gold columns do not line up with the completions fails loudly in both, not by zip's truncation
+    short = {k: v[:-1] for k, v in gold.items()}
+    for fn in (ns["reward_fields"], rewards.reward_fields):
+        with pytest.raises(ValueError, match=f"{len(batch)} completions but {len(batch) - 1} intent"):
+            fn(completions=batch, **short)
