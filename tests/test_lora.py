@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -80,3 +82,31 @@ def test_memory_headlines():
     assert lora.memory_gb(lora.MISTRAL_7B, "qlora", "paged_adamw8bit")["total"] < 7
     no_ckpt = lora.memory_gb(lora.MISTRAL_7B, "lora", grad_ckpt=False)["activations"]
     assert no_ckpt > 5 * lora.memory_gb(lora.MISTRAL_7B, "lora", grad_ckpt=True)["activations"]
+
+
+def test_notebook_03_layer_cell_agrees_with_the_tested_module():
+    """Notebook 03 defines LoRALinear in an editable cell (tag `lora-layer`); it must compute what helpers.lora does."""
+    import math
+
+    import nbformat
+    from torch import nn
+
+    from helpers import runtime
+
+    nb = nbformat.read(runtime.repo_root() / "notebooks" / "03_lora_math.ipynb", as_version=4)
+    (src,) = [c.source for c in nb.cells if "lora-layer" in c.metadata.get("tags", [])]
+    ns = {"math": math, "torch": torch, "nn": nn}
+    exec(compile(src, "03_lora_math.ipynb:lora-layer", "exec"), ns)
+    x = torch.randn(3, 24)
+    for bias, rslora in ((False, False), (True, True)):
+        base = nn.Linear(24, 20, bias=bias)
+        torch.manual_seed(1)
+        mine = ns["LoRALinear"](copy.deepcopy(base), 4, 8, rslora=rslora)
+        torch.manual_seed(1)
+        tested = lora.LoRALinear(copy.deepcopy(base), 4, 8, rslora=rslora)
+        assert torch.equal(mine.A, tested.A) and torch.equal(mine.B, tested.B) and mine.scaling == tested.scaling
+        nn.init.normal_(mine.B, std=0.1)
+        tested.B.data = mine.B.data.clone()
+        assert torch.equal(mine(x), tested(x)) and torch.equal(mine.merged()(x), tested.merged()(x))
+        trainable = [[n for n, p in m.named_parameters() if p.requires_grad] for m in (mine, tested)]
+        assert trainable[0] == trainable[1] and "base.weight" not in trainable[0], trainable
