@@ -93,3 +93,29 @@ def test_per_row_sampler_is_reproducible_and_greedy_at_t0(model_and_tok):
     assert [r["text"] for r in rows if r["sampler"] == 0] == greedy * 2
     again = decoding.sample_many(model, tok, [conv], [Sampler(0.0), Sampler(1.0)], draws=2, max_new_tokens=8)
     assert again == rows   # the same seed repeats every row, sampled ones included
+
+
+def test_notebook_06_sampler_cells_agree_with_the_tested_module():
+    """Notebook 06 defines the five controls and Sampler in editable cells (tag `samplers`); they must match helpers."""
+    from dataclasses import dataclass
+
+    import nbformat
+
+    from helpers import runtime
+
+    nb = nbformat.read(runtime.repo_root() / "notebooks" / "06_decoding.ipynb", as_version=4)
+    cells = [c.source for c in nb.cells if "samplers" in c.metadata.get("tags", [])]
+    assert len(cells) == 2, len(cells)
+    ns = {"torch": torch, "dataclass": dataclass}
+    for k, src in enumerate(cells):
+        exec(compile(src, f"06_decoding.ipynb:samplers[{k}]", "exec"), ns)
+    torch.manual_seed(0)
+    logits = torch.randn(3, 500) * 3
+    seen = torch.randint(0, 500, (3, 40))
+    configs = [{}, {"temperature": 0.0}, {"temperature": 0.7, "top_p": 0.9}, {"top_k": 10}, {"min_p": 0.1},
+               {"temperature": 1.3, "top_k": 50, "top_p": 0.95, "min_p": 0.05, "repetition_penalty": 1.3},
+               {"repetition_penalty": 0.8}]
+    for cfg in configs:
+        mine, tested = ns["Sampler"](**cfg), Sampler(**cfg)
+        assert torch.equal(mine.apply(logits, seen), tested.apply(logits, seen)), cfg
+        assert torch.equal(mine.apply(logits), tested.apply(logits)) and mine.label() == tested.label(), cfg
