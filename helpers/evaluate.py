@@ -112,7 +112,7 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
     Rows are sorted by length and split into balanced batches of at most batch_size (runtime.GEN_ROWS when None).
     Prompts that share at least SHARED_PREFIX_MIN leading tokens (the same few-shot examples) have that part's
     key/values computed once and copied into each batch, with padding placed after it (prefix_batch): the same
-    outputs up to fp32 rounding, measured 2.4x faster on 3-shot prompts (bench/decode_batch.py --few-shot).
+    outputs up to fp32 rounding, measured 2.0x faster on 3-shot prompts on a CPU (bench/decode_batch.py --few-shot).
 
     dtype None follows runtime.compute_dtype (bf16 autocast where the hardware has bf16 units) and uses
     runtime.decode_layout where it is faster; pass "fp32" where outputs must match another fp32 path token for
@@ -132,7 +132,8 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
     out: list[str] = [""] * len(prompts)
     batches = row_batches(len(order), batch_size or GEN_ROWS)
     rows = 0 if dtype or not batches else len(batches[0])   # an explicit dtype asks for the plain layout
-    n_prefix = shared_prefix_len(token_lists) if len(prompts) > 1 and not dtype else 0
+    # CPU only: prefill is what it saves, cheap on a GPU, and the GPU paths (Unsloth's patched generate) are unverified
+    n_prefix = shared_prefix_len(token_lists) if len(prompts) > 1 and not dtype and device == "cpu" else 0
     kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tok.pad_token_id}
     with decode_layout(model, amp, rows), torch.inference_mode(), autocast(amp, device):
         prefix_cache = (model(input_ids=torch.tensor([token_lists[0][:n_prefix]], device=model.device), use_cache=True)
