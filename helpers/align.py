@@ -41,16 +41,6 @@ def dataset(rows: list[dict], kind: str = "pairs"):
     return Dataset.from_list([{k: r[k] for k in COLUMNS[kind]} for r in rows])
 
 
-def common_args(out_dir: Path, steps: int, lr: float, batch: int, device: str, seed: int = 0) -> dict:
-    """TrainingArguments shared by every trainer here: constant lr, a log line per step, bf16 where the hardware has it."""
-    from helpers.runtime import compute_dtype
-
-    return dict(output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
-                lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, report_to=[], save_strategy="no",
-                seed=seed, data_seed=seed, use_cpu=device == "cpu",
-                bf16=compute_dtype(device)[0] == "bf16", dataloader_num_workers=0, disable_tqdm=True)
-
-
 def series(trainer, key: str) -> list[tuple[int, float]]:
     """One logged metric over training, as (step, value) pairs."""
     return [(h["step"], h[key]) for h in trainer.state.log_history if key in h]
