@@ -126,8 +126,13 @@ def runnable_checks() -> list[Check]:
     return ready
 
 
+# Cells that define lesson code in the notebook itself (editable; helpers keeps a tested copy of each).
+DEFINITION_TAGS = ("lora-layer", "samplers", "rewards")
+
+
 def scratch_notebook(folder: Path, checks: list[Check]) -> tuple[Path, dict[str, int]]:
-    """A notebook of each checked notebook's setup, parameters and try-it cells; returns it and the try-it indices."""
+    """A notebook of each checked notebook's setup, parameters, definition and try-it cells; returns it and the
+    try-it indices."""
     cells, where = [], {}
     for stem in dict.fromkeys(c.notebook for c in checks):
         nb = nbformat.read(course.repo_root() / "notebooks" / f"{stem}.ipynb", as_version=4)
@@ -138,6 +143,9 @@ def scratch_notebook(folder: Path, checks: list[Check]) -> tuple[Path, dict[str,
                             f"found {len(setup)}, {len(params)} and {len(try_it)}")
         cells.append(nbformat.v4.new_code_cell(setup[0].source))
         cells.append(nbformat.v4.new_code_cell(params[0].source))
+        # the notebook's own definitions a try-it cell may call (notebook 06's Sampler), in notebook order
+        cells += [nbformat.v4.new_code_cell(c.source) for c in nb.cells
+                  if set(c.metadata.get("tags", [])) & set(DEFINITION_TAGS)]
         where[stem] = len(cells)
         cells.append(nbformat.v4.new_code_cell(try_it[0].source))
     nb = nbformat.v4.new_notebook(cells=cells)
