@@ -126,10 +126,6 @@ def runnable_checks() -> list[Check]:
     return ready
 
 
-# Cells that define lesson code in the notebook itself (editable; helpers keeps a tested copy of each).
-DEFINITION_TAGS = ("lora-layer", "samplers", "rewards")
-
-
 def scratch_notebook(folder: Path, checks: list[Check]) -> tuple[Path, dict[str, int]]:
     """A notebook of each checked notebook's setup, parameters, definition and try-it cells; returns it and the
     try-it indices."""
@@ -145,7 +141,7 @@ def scratch_notebook(folder: Path, checks: list[Check]) -> tuple[Path, dict[str,
         cells.append(nbformat.v4.new_code_cell(params[0].source))
         # the notebook's own definitions a try-it cell may call (notebook 06's Sampler), in notebook order
         cells += [nbformat.v4.new_code_cell(c.source) for c in nb.cells
-                  if set(c.metadata.get("tags", [])) & set(DEFINITION_TAGS)]
+                  if set(c.metadata.get("tags", [])) & set(course.DEFINITION_TAGS)]
         where[stem] = len(cells)
         cells.append(nbformat.v4.new_code_cell(try_it[0].source))
     nb = nbformat.v4.new_notebook(cells=cells)

@@ -19,12 +19,13 @@ matplotlib.use("Agg")
 
 
 def try_it_cells():
-    """(notebook, setup + parameters source, try-it source) for every slider cell in the course."""
+    """(notebook, setup + parameters + definition cells, try-it source) for every slider cell in the course."""
     found = []
     for nb_path in course.notebooks():
         nb = nbformat.read(nb_path, as_version=4)
         setup = [c.source for c in nb.cells if "setup" in c.metadata.get("tags", [])]
         params = [c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        params += [c.source for c in nb.cells if set(c.metadata.get("tags", [])) & set(course.DEFINITION_TAGS)]
         for c in nb.cells:
             if "try-it" in c.metadata.get("tags", []):
                 assert len(setup) == 1, f"{nb_path.name}: a try-it cell needs exactly one cell tagged 'setup'"
