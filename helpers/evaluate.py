@@ -127,13 +127,14 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
     device = model.device.type
     amp = dtype or compute_dtype(device)[0]   # bf16 autocast where the hardware has bf16 units (WORKBOOK_DTYPE overrides)
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    token_lists = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
     out: list[str] = [""] * len(prompts)
     batches = row_batches(len(order), batch_size or GEN_ROWS)
     rows = 0 if dtype or not batches else len(batches[0])   # an explicit dtype asks for the plain layout
     # CPU only: prefill is what it saves, cheap on a GPU, and the GPU paths (Unsloth's patched generate) are unverified
-    n_prefix = shared_prefix_len(token_lists) if len(prompts) > 1 and not dtype and device == "cpu" else 0
+    share = len(prompts) > 1 and not dtype and device == "cpu"
+    token_lists = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts] if share else []
+    n_prefix = shared_prefix_len(token_lists) if share else 0
     kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tok.pad_token_id}
     with decode_layout(model, amp, rows), torch.inference_mode(), autocast(amp, device):
         prefix_cache = (model(input_ids=torch.tensor([token_lists[0][:n_prefix]], device=model.device), use_cache=True)
