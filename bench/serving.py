@@ -3,6 +3,7 @@ the guarded `transformers serve` under 1 and 4 concurrent clients, with and with
 
     python bench/serving.py                       # 32 held-out tickets, greedy, 48 new tokens at most
     python bench/serving.py --n 16 --json out.json   # quicker; also write the table as JSON (notebook 08 plots it)
+    python bench/serving.py --server-batching off    # skip the continuous-batching server (CI's notebook 08)
 
 Every arm answers the same tickets with the same merged model at T=0. For each it prints generated tokens/s
 (padding excluded, up to each answer's end token), p50 and p95 request latency, and tokens/s as a multiple of
@@ -33,7 +34,11 @@ def model_dir(arg: str) -> tuple[str, str]:
     return models.resolve(models.OFFLINE_PRESET), "the base model (no merged notebook-04 model found)"
 
 
-def run(model: str, n: int, max_new_tokens: int, batch: int, log_dir: Path) -> dict[str, dict]:
+SERVER_BATCHING = ("off", "continuous")   # the server arms: transformers serve without and with continuous batching
+
+
+def run(model: str, n: int, max_new_tokens: int, batch: int, log_dir: Path,
+        server_batching: tuple[str, ...] = SERVER_BATCHING) -> dict[str, dict]:
     """All arms on the first n held-out tickets; name -> summary row."""
     convs = [prompts.messages(data.ticket(r), "trained") for r in data.load_split("eval", n)]
     mdl, tok = models.load(model)
@@ -43,7 +48,7 @@ def run(model: str, n: int, max_new_tokens: int, batch: int, log_dir: Path) -> d
             f"batched generate (batch {batch})": deploy.summarise(
                 deploy.run_generate(mdl, tok, convs, max_new_tokens, batch, desc="batched"), naive)}
     del mdl
-    for cb in (False, True):
+    for cb in [mode == "continuous" for mode in server_batching]:
         with serve_client.running(model, log_dir, served_name="bench", continuous_batching=cb) as srv:
             serve_client.server_load(srv.base_url, srv.model, convs[:2], 1, max_new_tokens)   # warm-up
             for clients in ((1, 4) if not cb else (4,)):
@@ -67,13 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--model", default="", help="a merged model folder (default: notebook 04's, else the base)")
     ap.add_argument("--json", default="", help="also write {model, rows, ...} here")
+    ap.add_argument("--server-batching", default=",".join(SERVER_BATCHING),
+                    help="comma-separated server arms to run: off (one server, 1 and 4 clients), continuous (4 clients)")
     args = ap.parse_args(argv)
+    modes = tuple(m for m in args.server_batching.split(",") if m)
+    if not set(modes) <= set(SERVER_BATCHING):
+        print(f"serving.py: --server-batching {args.server_batching!r}: choose from {', '.join(SERVER_BATCHING)}",
+              file=sys.stderr)
+        return 2
     rt = runtime.setup(0)
     model, source = model_dir(args.model)
     print(runtime.env_line(rt))
     print(f"model: {source} ({model}); {args.n} requests per arm, greedy, <= {args.max_new_tokens} new tokens")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run(model, args.n, args.max_new_tokens, args.batch, Path(tmp))
+        rows = run(model, args.n, args.max_new_tokens, args.batch, Path(tmp), modes)
     print(table(rows))
     batched = rows[f"batched generate (batch {args.batch})"]["x_naive"]
     print(f"batched vs naive: {batched:.2f}x (target >= {TARGET_BATCHED_X:g}x: {'met' if batched >= TARGET_BATCHED_X else 'MISSED'})")

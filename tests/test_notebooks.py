@@ -77,6 +77,15 @@ def check_02(course_dir):
     assert len((run / "review_sample.jsonl").read_text().splitlines()) == 50
     assert m["version"] in (run / "dataset_card.md").read_text()
     assert images(course_dir / "02_data_curation.ipynb") >= 3   # sweep, balance, funnel
+    # the teacher (issue 20): the stand-in's errors are known by construction, a slice it gets mostly wrong and ~2%
+    # random slips elsewhere; the audit catches the slips, not the consistent error (14/14 vs 1/39 on 2026-12-02)
+    t = m["teacher"]
+    stand_in = t["agreement"]["stand-in (offline, errors known)"]
+    assert stand_in["on the slice"] >= 30 and stand_in["double-charge slice"] < 0.5 < 0.95 <= stand_in["the rest"], stand_in
+    (hit_sys, n_sys), (hit_rand, n_rand) = t["audit_caught"]["systematic (slice)"], t["audit_caught"]["random slips"]
+    assert n_sys >= 20 and n_rand >= 5 and hit_rand / n_rand - hit_sys / n_sys >= 0.5, t["audit_caught"]
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        assert t["claude"] == "not measured: ANTHROPIC_API_KEY is not set"
 
 
 def check_03(course_dir):
@@ -164,6 +173,13 @@ def check_04(course_dir):
     assert m["train"]["tokens_per_s"] > 0 and m["train"]["train_loss"][-1][1] < m["train"]["train_loss"][0][1]
     text = outputs_text(course_dir / "04_qlora_training.ipynb")
     assert "TRAINED ON:" in text and "Read:" in text
+    # section 8c (issue 20): a gold and a teacher-labelled student per seed, scored on held-out double-charge tickets
+    ci = CI["04_qlora_training"]
+    assert set(m["teacher_arms"]) == {f"{a}|{s}" for a in ("gold labels", "teacher labels") for s in ci["ABL_SEEDS"]}
+    assert m["n_slice_eval"] == ci["N_SLICE_EVAL"] and 0 < m["slice_teacher_would_be_wrong"] <= m["n_slice_eval"]
+    assert 0.02 < m["teacher_rows_wrong"] / m["teacher_rows"] < 0.08, m["teacher_rows_wrong"]   # ~4%: slice + 2% slips
+    for arm in m["teacher_arms"].values():
+        assert 0 <= arm["slice_intent_right"] <= 1 and 0 <= arm["slice_teacher_mistake"] <= 1, arm
     # the copy-into-project cell carries the recipe's values, written in
     copy_cell = course.recipe_source(NB_DIR / "04_qlora_training.ipynb")
     literal = ast.literal_eval(copy_cell.split("RECIPE = ", 1)[1].split("\n", 1)[0])
@@ -212,13 +228,16 @@ def check_05(course_dir):
         assert row["steps"] == ci["SIBLING_STEPS"] and row["s_per_step"] > 0, (name, row)
         assert 0 <= row["reply_win_rate_vs_SFT"] <= 1 and 0 <= row["triage_valid"] <= 1, (name, row)
     assert m["dpo_over_sft_step"] > 1.0
-    # noisy preferences: DPO and IPO, clean and with a quarter of the pairs flipped, read on the same held-out pairs
+    # noisy preferences: each of NOISE_METHODS clean and with a quarter of the pairs flipped, on the same held-out
+    # pairs (CI's profile passes none: at one step a arm they show nothing; the learner's run has DPO and IPO)
     nz = m["noise"]
     assert nz["flipped"] == round(nz["share"] * m["n_pairs"]) > 0 and nz["steps"] == ci["SWEEP_STEPS"]
-    assert set(nz["arms"]) == {"DPO clean", f"DPO {nz['share']:.0%} flipped", "IPO clean", f"IPO {nz['share']:.0%} flipped"}
+    assert nz["methods"] == ci["NOISE_METHODS"], nz["methods"]
+    assert set(nz["arms"]) == {f"{meth} {d}" for meth in nz["methods"] for d in ("clean", f"{nz['share']:.0%} flipped")}
     for name, arm in nz["arms"].items():
         assert 0 <= arm["heldout_pref_accuracy"] <= 1, (name, arm)
-    assert nz["arms"]["DPO clean"]["heldout_pref_accuracy"] == m["sweep"][f"lr={m['dpo']['lr']:g}, beta={m['dpo']['beta']:g}"]["heldout_pref_accuracy"]
+    if "DPO" in nz["methods"]:
+        assert nz["arms"]["DPO clean"]["heldout_pref_accuracy"] == m["sweep"][f"lr={m['dpo']['lr']:g}, beta={m['dpo']['beta']:g}"]["heldout_pref_accuracy"]
     # GRPO: mean reward rises from the SFT start; from the bare base the groups have no spread
     g = m["grpo"]
     assert g["steps"] == ci["GRPO_STEPS"]
@@ -364,6 +383,9 @@ def check_08(course_dir):
     assert m["leftover_processes"] == [], m["leftover_processes"]
     rows = m["bench"]
     assert {"naive loop (batch 1)", "server, 1 client", "server, 4 clients"} <= set(rows), rows
+    # the continuous-batching server ran exactly when the profile asked for it (CI's does not)
+    continuous = [k for k in rows if k.endswith("continuous batching")]
+    assert bool(continuous) == ("continuous" in CI["08_serving"]["BENCH_SERVER_BATCHING"]), rows
     batched = next(v for k, v in rows.items() if k.startswith("batched"))
     assert batched["x_naive"] > 1.5, rows
 

@@ -105,6 +105,7 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
 @pytest.mark.parametrize("nb_index,param,value", [
     (4, "GRPO_STEPS", 4),                          # the reward trend reads the first and last 3 logged steps
     (4, "SIBLINGS", ["IPO", "SimPO"]),
+    (4, "NOISE_METHODS", ["DPO", "SimPO"]),
     (3, "ABL_ARMS", ["alpha=r"]),                  # the takeaways compare raw data and the label-list prompt
     (3, "ABL_ARMS", ["raw", "label-list prompt", "dora"]),
 ])

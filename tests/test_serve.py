@@ -210,3 +210,11 @@ def test_cli_reports_bad_input_in_one_line(argv, needle, tmp_path, model_dir):
                              env=env, cwd=repo_root())
     assert res.returncode != 0 and needle in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, res.stderr
+
+
+def test_serving_bench_refuses_an_unknown_server_arm_in_one_line():
+    """bench/serving.py names the bad --server-batching value and the choices, without a traceback, before any model loads."""
+    res = subprocess.run([sys.executable, "bench/serving.py", "--server-batching", "off,fast"], cwd=repo_root(),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip() == "serving.py: --server-batching 'off,fast': choose from off, continuous", res.stderr
