@@ -78,7 +78,7 @@ def check_02(course_dir):
     assert m["version"] in (run / "dataset_card.md").read_text()
     assert images(course_dir / "02_data_curation.ipynb") >= 3   # sweep, balance, funnel
     # the teacher (issue 20): the stand-in's errors are known by construction, a slice it gets mostly wrong and ~2%
-    # random slips elsewhere; the audit catches the slips, not the consistent error (14/14 vs 1/39 on 2026-12-02)
+    # random slips elsewhere; the audit catches the slips, not the consistent error (14/14 vs 1/39 on 2026-12-01)
     t = m["teacher"]
     stand_in = t["agreement"]["stand-in (offline, errors known)"]
     assert stand_in["on the slice"] >= 30 and stand_in["double-charge slice"] < 0.5 < 0.95 <= stand_in["the rest"], stand_in
@@ -178,6 +178,7 @@ def check_04(course_dir):
     assert set(m["teacher_arms"]) == {f"{a}|{s}" for a in ("gold labels", "teacher labels") for s in ci["ABL_SEEDS"]}
     assert m["n_slice_eval"] == ci["N_SLICE_EVAL"] and 0 < m["slice_teacher_would_be_wrong"] <= m["n_slice_eval"]
     assert 0.02 < m["teacher_rows_wrong"] / m["teacher_rows"] < 0.08, m["teacher_rows_wrong"]   # ~4%: slice + 2% slips
+    assert m["teacher_slice_rows_mislabelled"] > 0 and m["teacher_slice_rows_seen_est"] > 0
     for arm in m["teacher_arms"].values():
         assert 0 <= arm["slice_intent_right"] <= 1 and 0 <= arm["slice_teacher_mistake"] <= 1, arm
     # the copy-into-project cell carries the recipe's values, written in
