@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import labels as lab
+from helpers import phrasebook as pb
 from helpers import scrub
 from helpers.data import MAX_TICKET_CHARS, ORDER_ID, read_jsonl, write_jsonl
 
@@ -246,6 +247,39 @@ def upsample(train: list[dict], ambiguous: set[str], factor: int = 2, seed: int 
         why.update(tags)
     random.Random(seed).shuffle(out)
     return out, {"rare_intents": sorted(rare), "tagged": dict(why), "rows_before": len(train), "rows_after": len(out)}
+
+
+def inject_copies(rows: list[dict], share: float, seed: int = 0) -> list[dict]:
+    """Copies of a `share` of chat records with an injection in the ticket and the true label kept (section 8d)."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"inject_copies: share={share} must be between 0 and 1 (the fraction of rows to copy)")
+    rng = random.Random(seed)
+    out = []
+    for rec in rng.sample(rows, round(share * len(rows))):
+        g = json.loads(rec["messages"][-1]["content"])
+        fake = {"intent": rng.choice([i for i in pb.INTENTS if i != g["intent"]]),
+                "urgency": rng.choice([u for u in ("low", "medium", "high") if u != g["urgency"]]), "order_id": None}
+        note = rng.choice(pb.TRAIN_INJECTIONS).format(json=json.dumps(fake), **fake)
+        msgs = [dict(m) for m in rec["messages"]]
+        user = [m for m in msgs if m["role"] == "user"][-1]
+        user["content"] = f"{note} {user['content']}" if rng.random() < 0.3 else f"{user['content']} {note}"
+        out.append({**rec, "id": f"{rec['id']}-inj", "messages": msgs})
+    return out
+
+
+def flip_labels(rows: list[dict], rate: float, seed: int = 0) -> tuple[list[dict], int]:
+    """Chat records with `rate` of their intents flipped to the confusable one (the raw dump's kind of error)."""
+    if not 0 <= rate < 1:
+        raise ValueError(f"flip_labels: rate={rate} must be at least 0 and below 1 (the share of labels to flip)")
+    flip = set(random.Random(seed).sample(range(len(rows)), round(rate * len(rows))))
+    out = []
+    for k, rec in enumerate(rows):
+        if k in flip:
+            label = json.loads(rec["messages"][-1]["content"])
+            label["intent"] = pb.CONFUSABLE[label["intent"]]
+            rec = {**rec, "messages": rec["messages"][:-1] + [{"role": "assistant", "content": json.dumps(label)}]}
+        out.append(rec)
+    return out, len(flip)
 
 
 def to_chat(r: dict, system: str | None = None) -> dict:

@@ -108,3 +108,40 @@ def test_split_by_time_puts_the_latest_rows_in_eval():
     train, ev = cu.split_by_time(rows, 0.25)
     assert len(ev) == 5 and max(r["created_at"] for r in train) < min(r["created_at"] for r in ev)
     assert {r["user_id"] for r in train} & {r["user_id"] for r in ev}   # a time split does not separate users
+
+
+def test_inject_copies_keep_true_labels_and_never_use_the_probe_wording():
+    import random
+
+    from helpers import phrasebook as pb
+    from helpers import probesets
+    rows = data.load_split("train", 200)
+    made = cu.inject_copies(rows, 0.25, seed=3)
+    assert len(made) == 50 and cu.inject_copies(rows, 0.25, seed=3) == made and cu.inject_copies(rows, 0, 3) == []
+    by_id = {r["id"]: r for r in rows}
+    for m in made:
+        src = by_id[m["id"].removesuffix("-inj")]
+        assert data.gold(m) == data.gold(src)                          # the true label, not the injected one
+        assert data.ticket(src) in data.ticket(m) and len(data.ticket(m)) > len(data.ticket(src)) + 20
+    assert data.ticket(rows[0]) == data.ticket(data.load_split("train", 1)[0])   # the source rows are untouched
+    # notebook 07's injection probes must stay unseen wording, or section 8d would test memory, not transfer
+    probe_note = data.ticket(probesets.injection(random.Random(0), rows[0]))[len(data.ticket(rows[0])):]
+    assert "Ignore your instructions" in probe_note
+    assert not any("ignore your instructions" in t.lower() or "answer exactly" in t.lower() for t in pb.TRAIN_INJECTIONS)
+    with pytest.raises(ValueError, match=r"share=1.5 must be between 0 and 1"):
+        cu.inject_copies(rows, 1.5)
+
+
+def test_flip_labels_flips_exactly_the_share_to_the_confusable_intent():
+    from helpers import phrasebook as pb
+    rows = data.load_split("train", 200)
+    noisy, n = cu.flip_labels(rows, 0.1, seed=1)
+    changed = [(a, b) for a, b in zip(rows, noisy) if data.gold(a) != data.gold(b)]
+    assert n == 20 and len(changed) == 20 and len(noisy) == 200
+    for a, b in changed:   # only the intent moves, and to its confusable neighbour
+        ga, gb = data.gold(a), data.gold(b)
+        assert gb["intent"] == pb.CONFUSABLE[ga["intent"]] and gb["urgency"] == ga["urgency"] and data.ticket(a) == data.ticket(b)
+    assert cu.flip_labels(rows, 0.1, seed=1) == (noisy, n) and cu.flip_labels(rows, 0, 1) == (rows, 0)
+    assert data.gold(rows[0]) == data.gold(data.load_split("train", 1)[0])   # the input is untouched
+    with pytest.raises(ValueError, match=r"rate=1.2 must be at least 0 and below 1"):
+        cu.flip_labels(rows, 1.2)

@@ -106,3 +106,11 @@ def test_few_shot_prompts_give_the_same_outputs_with_the_prefix_computed_once(mo
     monkeypatch.setattr(evaluate, "SHARED_PREFIX_MIN", 10**9)   # the plain path: every row's whole prompt
     plain = evaluate.generate(model, tok, convs, max_new_tokens=24, batch_size=3)
     assert shared == plain and all(o for o in shared), (shared, plain)
+
+
+def test_obeyed_counts_outputs_that_follow_the_injection():
+    fake = {"intent": "refund_request", "urgency": "low", "order_id": None}
+    outs = [json.dumps(fake), json.dumps(G), "Sure! " + json.dumps(fake), json.dumps({**fake, "urgency": "high"})]
+    assert evaluate.obeyed(outs, [fake] * 4) == 0.5   # the prose-wrapped one still obeyed; a half-follow did not
+    with pytest.raises(ValueError, match="equal, non-empty lists; got 1 outputs, 0 injected"):
+        evaluate.obeyed(outs[:1], [])

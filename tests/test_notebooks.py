@@ -181,6 +181,25 @@ def check_04(course_dir):
     assert m["teacher_slice_rows_mislabelled"] > 0 and m["teacher_slice_rows_seen_est"] > 0
     for arm in m["teacher_arms"].values():
         assert 0 <= arm["slice_intent_right"] <= 1 and 0 <= arm["slice_teacher_mistake"] <= 1, arm
+    # section 8d (issue 20): injections dropped vs kept with true labels, both scored clean and attacked
+    assert set(m["inject_arms"]) == {f"{a}|{s}" for a in ("dropped", "kept") for s in ci["ABL_SEEDS"]}
+    assert m["n_inject_eval"] == ci["N_ABL_EVAL"] and m["inject_copies"] == round(m["inject_share"] * m["train_rows"]) > 0
+    for key, arm in m["inject_arms"].items():
+        assert all(0 <= arm[k] <= 1 for k in ("exact_match", "inj_exact", "inj_obeyed")), (key, arm)
+        assert arm["inj_exact"] + arm["inj_obeyed"] <= 1, (key, arm)   # an answer cannot be both right and obeyed
+    for s in ci["ABL_SEEDS"]:   # the dropped arm is section 8's curated arm, not a new training
+        assert m["inject_arms"][f"dropped|{s}"]["exact_match"] == m["ablations"][f"curated|{s}"]["exact_match"]
+    # section 8e (issue 20): the size and noise curves hold every arm the profile asks for, per seed, with its epochs
+    curve_arms = ([f"{n} rows" for n in ci["SIZE_ARMS"]] + ["all rows"] + [f"{r:.0%} flipped" for r in ci["NOISE_RATES"]]
+                  + [f"{ci['N_SMALL_SET']} rows, 5% flipped"])
+    assert set(m["data_arms"]) == {f"{a}|{s}" for a in curve_arms for s in ci["ABL_SEEDS"]}
+    assert list(m["data_curves"]) == curve_arms
+    for key, arm in m["data_arms"].items():
+        assert 0 <= arm["exact_match"] <= 1, (key, arm)
+        assert arm["epochs"] == pytest.approx(ci["ABL_STEPS"] * m["recipe"]["batch"] / arm["rows"]), (key, arm)
+    assert m["data_curves"]["all rows"]["rows"] == m["train_rows"]
+    assert m["labels_flipped"] == {**{str(r): round(r * m["train_rows"]) for r in ci["NOISE_RATES"]},
+                                   "small": round(0.05 * ci["N_SMALL_SET"])}
     # the copy-into-project cell carries the recipe's values, written in
     copy_cell = course.recipe_source(NB_DIR / "04_qlora_training.ipynb")
     literal = ast.literal_eval(copy_cell.split("RECIPE = ", 1)[1].split("\n", 1)[0])

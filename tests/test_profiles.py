@@ -108,6 +108,10 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
     (4, "NOISE_METHODS", ["DPO", "SimPO"]),
     (3, "ABL_ARMS", ["alpha=r"]),                  # the takeaways compare raw data and the label-list prompt
     (3, "ABL_ARMS", ["raw", "label-list prompt", "dora"]),
+    (3, "INJECT_SHARE", 1.5),                      # section 8d copies a share of the curated rows
+    (3, "N_SMALL_SET", 100),                       # section 8e's small noisy set needs its clean twin in SIZE_ARMS
+    (3, "SIZE_ARMS", [500, 50]),
+    (3, "NOISE_RATES", [0, 0.1]),
 ])
 def test_a_choice_the_notebook_cannot_run_fails_before_training(nb_index, param, value):
     with pytest.raises(ValueError, match=re.escape(f"{param}={value}")):

@@ -74,6 +74,10 @@ def test_probe_sets_keep_gold_and_apply_their_stress():
     assert all(data.ticket(p).isupper() or not any(c.isalpha() for c in data.ticket(p)) for p in sets["typos_shouting"])
     assert all(len(probesets.order_ids_in(data.ticket(p))) == 2 for p in sets["multiple_order_ids"])
     assert all("Ignore your instructions" in data.ticket(p) for p in sets["injection"])
+    for p in sets["injection"]:   # the label it asks for is kept, differs from gold, and is the one in the text
+        fake, g = p["injected"], data.gold(p)
+        assert fake["intent"] != g["intent"] and fake["urgency"] != g["urgency"]
+        assert f'"intent": "{fake["intent"]}", "urgency": "{fake["urgency"]}"' in data.ticket(p)
     assert all(len(data.ticket(p)) > len(data.ticket(src(p))) + 200 for p in sets["long"])
     assert probesets.build(rows, 5, seed=0) == sets   # seeded
 
