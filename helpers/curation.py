@@ -19,7 +19,8 @@ import numpy as np
 from helpers import labels as lab
 from helpers import phrasebook as pb
 from helpers import scrub
-from helpers.data import MAX_TICKET_CHARS, ORDER_ID, read_jsonl, write_jsonl
+from helpers.data import MAX_TICKET_CHARS, ORDER_ID, gold, read_jsonl, write_jsonl
+from helpers.probesets import wrong_label
 
 
 
@@ -256,9 +257,7 @@ def inject_copies(rows: list[dict], share: float, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for rec in rng.sample(rows, round(share * len(rows))):
-        g = json.loads(rec["messages"][-1]["content"])
-        fake = {"intent": rng.choice([i for i in pb.INTENTS if i != g["intent"]]),
-                "urgency": rng.choice([u for u in ("low", "medium", "high") if u != g["urgency"]]), "order_id": None}
+        fake = wrong_label(rng, gold(rec))
         note = rng.choice(pb.TRAIN_INJECTIONS).format(json=json.dumps(fake), **fake)
         msgs = [dict(m) for m in rec["messages"]]
         user = [m for m in msgs if m["role"] == "user"][-1]
@@ -275,7 +274,7 @@ def flip_labels(rows: list[dict], rate: float, seed: int = 0) -> tuple[list[dict
     out = []
     for k, rec in enumerate(rows):
         if k in flip:
-            label = json.loads(rec["messages"][-1]["content"])
+            label = gold(rec)
             label["intent"] = pb.CONFUSABLE[label["intent"]]
             rec = {**rec, "messages": rec["messages"][:-1] + [{"role": "assistant", "content": json.dumps(label)}]}
         out.append(rec)
