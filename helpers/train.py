@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from helpers.data import ticket
+from helpers.data import load_split, ticket
 from helpers.lora import ALL_LINEAR
 from helpers.prompts import RECIPE_PATH
+from helpers.runtime import find_artifact
 
 
 class RecipeError(ValueError):
@@ -346,6 +347,35 @@ def run(trainer) -> dict:
             "step_seconds": clock, "steps": trainer.state.global_step,
             "train_loss": [(h["step"], h["loss"]) for h in hist if "loss" in h],
             "eval_loss": [(h["step"], h["eval_loss"]) for h in hist if "eval_loss" in h]}
+
+
+@dataclass
+class TriageAdapter:
+    """Notebook 04's adapter as a later notebook finds it, or the small one it trains when 04 has not run."""
+
+    path: Path                    # the adapter folder (adapter_config.json + weights)
+    source: str                   # "notebook 04" or "made here (N steps)"
+    run04: Path | None = None     # notebook 04's run folder (metrics.json, checkpoints/, merged/) when found
+    stats: dict | None = None     # run()'s numbers when trained here
+
+
+def triage_adapter(base_dir: str, run_dir: Path, device: str, course_dir: str | Path = "", steps: int = 40,
+                   eval_rows: list[dict] | None = None, **changes) -> TriageAdapter:
+    """Notebook 04's adapter (this course run first, then any run), else `steps` of the recipe trained now; prints which."""
+    found = find_artifact("adapter/adapter_config.json", "04_qlora_training", course_dir)
+    if found is not None:
+        print(f"triage adapter: notebook 04's, {found.parent}")
+        return TriageAdapter(found.parent, "notebook 04", found.parent.parent)
+    print(f"notebook 04's adapter is missing: training a small one now ({steps} steps, about 3 min on 2 cores)")
+    recipe = load_recipe(steps=steps, **changes)
+    model, tok = load_for_training(base_dir, recipe, device)
+    evals = to_dataset(eval_rows, recipe.system_prompt) if eval_rows else None
+    trainer = build_trainer(model, tok, to_dataset(load_split("train"), recipe.system_prompt), evals, recipe,
+                            Path(run_dir) / "sft04", device)
+    stats = run(trainer)
+    trainer.model.save_pretrained(Path(run_dir) / "sft04" / "adapter")
+    print(f"triage adapter: made here, {stats['steps']} steps in {stats['seconds']:.0f} s, {Path(run_dir) / 'sft04' / 'adapter'}")
+    return TriageAdapter(Path(run_dir) / "sft04" / "adapter", f"made here ({steps} steps)", None, stats)
 
 
 def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None):

@@ -260,3 +260,24 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
     tok.padding_side = "left"
     outs, score = evaluate.evaluate_model(model, tok, data.load_split("eval", 4), "trained", desc="ddp adapter")
     assert score["n"] == 4 and len(outs) == 4 and 0 <= score["json_valid"] <= 1, score
+
+
+def test_triage_adapter_uses_notebook_04s_from_the_course_run(tmp_path, capsys):
+    adapter = tmp_path / "course" / "04_qlora_training" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    found = train.triage_adapter("unused", tmp_path / "05", "cpu", course_dir=tmp_path / "course")
+    assert (found.path, found.source, found.run04, found.stats) == (adapter, "notebook 04", adapter.parent, None)
+    assert "notebook 04's" in capsys.readouterr().out
+    assert not (tmp_path / "05").exists()                  # nothing trained
+
+
+def test_triage_adapter_trains_a_small_one_when_04_is_missing(tmp_path, model_dir, monkeypatch, capsys):
+    monkeypatch.setattr(train, "find_artifact", lambda *a, **k: None)
+    made = train.triage_adapter(str(model_dir), tmp_path, "cpu", steps=2, batch=4, save_steps=[1],
+                                eval_rows=data.load_split("eval")[:4], eval_steps=2)
+    assert made.source == "made here (2 steps)" and made.run04 is None
+    assert made.path == tmp_path / "sft04" / "adapter" and (made.path / "adapter_config.json").exists()
+    assert made.stats["steps"] == 2 and len(made.stats["eval_loss"]) == 1
+    assert (tmp_path / "sft04" / "checkpoint-1").exists()
+    assert "missing: training a small one now (2 steps" in capsys.readouterr().out
