@@ -33,11 +33,26 @@ def profiles() -> dict[str, dict]:
 
 
 def profile(name: str) -> dict[str, dict]:
-    """Per-notebook parameters of a profile ('ci' or 'full') from notebooks/profiles.json."""
+    """Per-notebook parameters of a profile (full, ci, ablation, or a GPU one: t4, rtx4090) from notebooks/profiles.json."""
     known = profiles()
     if name not in known:
         raise CourseError(f"unknown profile {name!r}: choose one of {', '.join(known)} (notebooks/profiles.json)")
     return known[name]
+
+
+def hub_models(name: str) -> list[str]:
+    """The hub model presets a profile asks for (empty when it runs offline on the wheel's 135M model)."""
+    from helpers.models import OFFLINE_PRESET
+
+    return sorted({p["MODEL"] for p in profile(name).values() if p.get("MODEL", OFFLINE_PRESET) != OFFLINE_PRESET})
+
+
+def check_runnable(name: str, cuda: bool) -> None:
+    """Refuse, in one line, a GPU profile (hub models, Unsloth 4-bit) on a machine without CUDA."""
+    if (hub := hub_models(name)) and not cuda:
+        offline = [k for k in profiles() if not hub_models(k)]
+        raise CourseError(f"profile {name!r} needs a CUDA GPU and the model hub ({', '.join(hub)}); this machine has "
+                          f"no CUDA, so it was not run: choose one of {', '.join(offline)} here")
 
 
 def select(only: str = "", start: str = "") -> list[Path]:

@@ -1,9 +1,11 @@
 """Run the course's notebooks in order with papermill into one runs/<timestamp>-<profile>/ folder; print a summary.
 
-Usage: python scripts/run_course.py [--profile full|ci|ablation] [--only 01,02] [--from 06 [--run-dir runs/...]]
+Usage: python scripts/run_course.py [--profile full|ci|ablation|t4|rtx4090] [--only 01,02] [--from 06 [--run-dir runs/...]]
 
 --from resumes a course: it reruns that notebook and the ones after it inside an earlier run folder (the newest one
 of the same profile unless --run-dir names one), so they find the earlier notebooks' artifacts where they left them.
+t4 and rtx4090 are the GPU profiles (hub models, Unsloth 4-bit): written down for Colab and a 4090, never run here;
+without CUDA they stop at once with one line.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ def main() -> int:
     args = ap.parse_args()
     try:
         params = course.profile(args.profile)
+        if course.hub_models(args.profile):
+            import torch
+
+            course.check_runnable(args.profile, torch.cuda.is_available())
         nbs = course.select(args.only, args.start)
         if args.run_dir and not args.start:
             raise course.CourseError("--run-dir only goes with --from (a new course gets a new folder)")

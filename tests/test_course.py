@@ -6,6 +6,7 @@ import sys
 
 import nbformat
 import pytest
+import torch
 
 from helpers import course
 
@@ -17,6 +18,9 @@ RUNNER = [sys.executable, str(course.repo_root() / "scripts" / "run_course.py")]
     (["--from", "99"], "unknown notebook '99': choose one of 01, 02, 03, 04, 05, 06, 07, 08"),
     (["--only", "01,9"], "unknown notebook '9'"),
     (["--run-dir", "runs"], "--run-dir only goes with --from"),
+    pytest.param(["--profile", "t4"], "profile 't4' needs a CUDA GPU and the model hub (llama-3.2-3b); this machine "
+                 "has no CUDA, so it was not run: choose one of full, ci, ablation here",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_choice_is_one_line_and_exit_2(args, says):
     res = subprocess.run(RUNNER + args, capture_output=True, text=True, timeout=120)
@@ -93,3 +97,12 @@ def test_a_relative_run_dir_is_made_absolute_because_notebooks_run_in_another_fo
     assert course.resume_dir("runs/mine", "ci").is_absolute()
     with pytest.raises(course.CourseError, match="--run-dir .*nope is not a folder"):
         course.resume_dir("runs/nope", "ci")
+
+
+def test_gpu_profiles_name_hub_models_and_the_others_run_offline():
+    assert course.hub_models("t4") == ["llama-3.2-3b"] and course.hub_models("rtx4090") == ["llama-3.1-8b"]
+    assert [k for k in course.profiles() if not course.hub_models(k)] == ["full", "ci", "ablation"]
+    course.check_runnable("t4", cuda=True)            # a GPU machine may run it
+    course.check_runnable("full", cuda=False)
+    with pytest.raises(course.CourseError, match="profile 'rtx4090' needs a CUDA GPU"):
+        course.check_runnable("rtx4090", cuda=False)

@@ -12,10 +12,10 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from helpers import course
+from helpers import course, models
 
 NOTEBOOKS = course.notebooks()
-PROFILES = ("full", "ci", "ablation")
+PROFILES = tuple(course.profiles())   # full, ci, ablation and the GPU profiles (t4, rtx4090: sizes cells only here)
 # Notebook 02 reads the whole raw dump whatever its parameters: it has no size to check.
 WITHOUT_SIZES = {"02_data_curation"}
 
@@ -95,7 +95,9 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
     for name, value in course.profile(profile).get(nb.stem, {}).items():
         assert name in defaults, f"{nb.name}: profile {profile!r} sets {name}, which its parameters cell lacks"
         learner = defaults[name]
-        if isinstance(value, list) and profile == "ablation":
+        if name == "MODEL" and course.hub_models(profile):   # a GPU profile swaps the base model for a hub preset
+            assert value in models.PRESETS, f"{nb.name}: {profile} MODEL={value!r} is not a preset in helpers.models"
+        elif isinstance(value, list) and profile == "ablation":
             assert set(value) >= set(learner), \
                 f"{nb.name}: ablation {name}={value} drops the learner's {sorted(set(learner) - set(value), key=str)}"
         elif isinstance(value, list):
