@@ -26,11 +26,16 @@ def dir_mb(path: str | Path) -> float:
     return sum(f.stat().st_size for f in files) / 1e6
 
 
-def load_adapter_model(base_dir: str | Path, adapter_dir: str | Path):
-    """Base + one LoRA adapter, unmerged (PEFT applies B·A at every forward pass)."""
+def load_adapter_model(base_dir: str | Path, adapter_dir: str | Path | None = None, device: str = "cpu",
+                       merge: bool = False):
+    """The course's one model loader: base + a LoRA adapter, unmerged (PEFT applies B·A every forward) or merged."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(models.load(str(base_dir))[0], str(adapter_dir)).eval()
+    model = models.load(str(base_dir), device)[0]
+    if adapter_dir is None:                      # the base alone, loaded the same way
+        return model
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    return model.merge_and_unload().eval() if merge else model
 
 
 def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> Path:

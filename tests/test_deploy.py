@@ -32,13 +32,21 @@ CONVS = [prompts.messages(t, "trained") for t in ("Where is order ORD-123456?", 
 def test_merge_gives_the_adapter_logits(model_dir, model_and_tok, two_adapters):
     _, tok = model_and_tok
     adapter = deploy.load_adapter_model(model_dir, two_adapters["one"])
-    merged = deploy.load_adapter_model(model_dir, two_adapters["one"]).merge_and_unload()
+    merged = deploy.load_adapter_model(model_dir, two_adapters["one"], merge=True)
+    assert not hasattr(merged, "peft_config") and not any("lora" in n for n, _ in merged.named_parameters())
     gap = deploy.merge_gap(adapter, merged, tok, CONVS)
     # bounds from this machine's own fp32 rounding (measured in the same call), never from another machine's numbers
     assert 0 < gap["floor"] < 1e-3 * gap["logit_scale"], gap   # fp32 is off by far less than 0.1%
     assert gap["gap_fp64"] <= 2 * gap["floor"] and gap["gap"] <= 4 * gap["floor"], gap
     # the adapter really changes the model, so a merge that dropped it would fail the checks above
     assert deploy.logits_gap(adapter, models.load(str(model_dir))[0], tok, CONVS) > 1000 * gap["floor"]
+
+
+def test_the_loader_without_an_adapter_is_the_base(model_dir, model_and_tok):
+    base, tok = model_and_tok
+    alone = deploy.load_adapter_model(model_dir)
+    assert not hasattr(alone, "peft_config") and not alone.training
+    assert deploy.logits_gap(alone, base, tok, CONVS) == 0.0
 
 
 def test_a_wrong_merge_is_far_above_the_rounding_floor(model_dir, model_and_tok, two_adapters):
