@@ -370,12 +370,12 @@ def triage_adapter(base_dir: str, run_dir: Path, device: str, course_dir: str | 
     recipe = load_recipe(steps=steps, **changes)
     model, tok = load_for_training(base_dir, recipe, device)
     evals = to_dataset(eval_rows, recipe.system_prompt) if eval_rows else None
-    trainer = build_trainer(model, tok, to_dataset(load_split("train"), recipe.system_prompt), evals, recipe,
-                            Path(run_dir) / "sft04", device)
+    out = Path(run_dir) / "sft04"
+    trainer = build_trainer(model, tok, to_dataset(load_split("train"), recipe.system_prompt), evals, recipe, out, device)
     stats = run(trainer)
-    trainer.model.save_pretrained(Path(run_dir) / "sft04" / "adapter")
-    print(f"triage adapter: made here, {stats['steps']} steps in {stats['seconds']:.0f} s, {Path(run_dir) / 'sft04' / 'adapter'}")
-    return TriageAdapter(Path(run_dir) / "sft04" / "adapter", f"made here ({steps} steps)", None, stats)
+    trainer.model.save_pretrained(out / "adapter")
+    print(f"triage adapter: made here, {stats['steps']} steps in {stats['seconds']:.0f} s, {out / 'adapter'}")
+    return TriageAdapter(out / "adapter", f"made here ({steps} steps)", None, stats)
 
 
 def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None):

@@ -26,7 +26,7 @@ def main() -> int:
     args = ap.parse_args()
     try:
         params = course.profile(args.profile)
-        if course.hub_models(args.profile):
+        if course.hub_models(args.profile):   # only a GPU profile pays for importing torch
             import torch
 
             course.check_runnable(args.profile, torch.cuda.is_available())
