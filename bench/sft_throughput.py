@@ -5,8 +5,8 @@
 
 Every arm trains the same LoRA adapter (the recipe's rank, alpha and targets) on the same 256 curated rows,
 each arm in its own process so that peak RSS is its own. For each arm it prints examples/s, non-pad
-tokens/s, the padding share, peak RSS, and model FLOP utilisation (MFU) against this machine's own fp32
-matmul peak, measured by this script in the same run. Then it prints the ratios. Seconds drift on a shared
+tokens/s, the padding share, peak RSS, and model FLOP utilisation (MFU) against this machine's own matmul
+peak in the arm's dtype (fp32, or bf16 where the CPU has bf16 units), measured by this script in the same run. Then it prints the ratios. Seconds drift on a shared
 machine; the ratios, taken minutes apart in one run, are what to read.
 
 Model FLOPs per non-pad token are counted for what LoRA training really computes: a forward (2 FLOPs per
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -33,9 +34,9 @@ from helpers import curation as cu, data, models, prompts, runtime, train
 WARMUP_STEPS = 2   # the first steps pay for allocation and caches; they are not timed
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of an n x n matmul at the current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Best GFLOP/s of an n x n matmul in `dtype` at the current thread count."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best = 0.0
     for _ in range(repeats):
@@ -54,10 +55,16 @@ def flops_per_token(model, loss_share: float, lora_params: int) -> float:
 
 
 def arms(recipe: train.SFTRecipe) -> dict[str, dict]:
-    """name -> how the arm differs: TRL defaults (same data, same adapter) and the course's recipe."""
-    return {"TRL defaults": {"config": "trl", "system": recipe.system_prompt},
-            "course recipe": {"config": "recipe", "system": recipe.system_prompt},
-            "course recipe, label-list prompt": {"config": "recipe", "system": prompts.label_list_prompt()}}
+    """name -> how the arm differs: TRL defaults (same data, same adapter), the course's recipe in its own dtype
+    (bf16 autocast where the CPU has bf16 units), the recipe forced to fp32 (only where that differs), the label-list prompt."""
+    found = {"TRL defaults": {"config": "trl", "system": recipe.system_prompt, "dtype": "fp32"},
+             "course recipe": {"config": "recipe", "system": recipe.system_prompt, "dtype": "auto"},
+             "course recipe, fp32": {"config": "recipe", "system": recipe.system_prompt, "dtype": "fp32"},
+             "course recipe, label-list prompt": {"config": "recipe", "system": prompts.label_list_prompt(),
+                                                  "dtype": "auto"}}
+    if runtime.compute_dtype("cpu", "auto")[0] == "fp32":
+        del found["course recipe, fp32"]   # the recipe already runs in fp32 here
+    return found
 
 
 def rows_256(seed: int = 0) -> list[dict]:
@@ -104,7 +111,8 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
             "padding_share": 1 - real / padded, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
             "flops_per_token": flops_per_token(trainer.model.get_base_model(), loss_share, lora_params),
             "seconds": seconds, "batch": batch, "checkpointing": getattr(args, train.CHECKPOINTING),
-            "sampling": str(args.train_sampling_strategy), "threads": rt.threads}
+            "sampling": str(args.train_sampling_strategy), "threads": rt.threads,
+            "dtype": "bf16" if getattr(args, "bf16", False) else "fp32"}
 
 
 def main(argv: list[str]) -> int:
@@ -122,28 +130,35 @@ def main(argv: list[str]) -> int:
         return 0
     runtime.set_threads()
     data.write_jsonl(rows_path, rows_256())
-    peak = matmul_peak()
-    print(f"fp32 matmul peak here: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)", flush=True)
+    peaks = {"fp32": matmul_peak(), "bf16": matmul_peak(dtype=torch.bfloat16)}
+    print(f"matmul peak here: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16 "
+          f"({torch.get_num_threads()} threads; {runtime.cpu_label()})", flush=True)
     results = []
-    for name in arms(train.load_recipe()):
+    for name, spec in arms(train.load_recipe()).items():
+        env = dict(os.environ, WORKBOOK_DTYPE=spec["dtype"])
         proc = subprocess.run([sys.executable, __file__, "--arm", name, "--steps", str(a.steps), "--out", str(out)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             print(f"arm {name!r} failed: {proc.stderr.strip().splitlines()[-1]}", file=sys.stderr)
             return 1
         res = json.loads(proc.stdout.strip().splitlines()[-1])
-        res["mfu"] = res["tokens_per_s"] * res["flops_per_token"] / (peak * 1e9)
+        res["mfu"] = res["tokens_per_s"] * res["flops_per_token"] / (peaks[res["dtype"]] * 1e9)   # against its dtype's peak
         results.append(res)
         print(f"{name:34s} {res['examples_per_s']:5.2f} ex/s  {res['tokens_per_s']:6.0f} tok/s  "
               f"padding {res['padding_share']:5.1%}  peak RSS {res['peak_rss_gb']:.2f} GB  MFU {res['mfu']:5.1%}  "
-              f"(batch {res['batch']}, {res['sampling']}, checkpointing {res['checkpointing']})", flush=True)
+              f"({res['dtype']}, batch {res['batch']}, {res['sampling']}, checkpointing {res['checkpointing']})", flush=True)
     trl, ours = results[0], results[1]
     print(f"\ncourse recipe / TRL defaults: {ours['examples_per_s'] / trl['examples_per_s']:.2f}x examples/s, "
           f"{ours['tokens_per_s'] / trl['tokens_per_s']:.2f}x non-pad tokens/s; course recipe MFU {ours['mfu']:.1%} "
-          f"of the measured matmul peak")
+          f"of the measured {ours['dtype']} matmul peak")
+    by_name = {r["arm"]: r for r in results}
+    if "course recipe, fp32" in by_name:
+        print(f"course recipe in bf16 autocast / in fp32: "
+              f"{ours['examples_per_s'] / by_name['course recipe, fp32']['examples_per_s']:.2f}x examples/s")
     print(f"one-line prompt / label-list prompt (same recipe): "
-          f"{ours['examples_per_s'] / results[2]['examples_per_s']:.2f}x examples/s")
-    (out / "sft_throughput.json").write_text(json.dumps({"matmul_peak_gflops": peak, "arms": results}, indent=2))
+          f"{ours['examples_per_s'] / by_name['course recipe, label-list prompt']['examples_per_s']:.2f}x examples/s")
+    (out / "sft_throughput.json").write_text(json.dumps({"matmul_peak_gflops": peaks, "cpu": runtime.cpu_label(),
+                                                         "arms": results}, indent=2))
     return 0
 
 
