@@ -29,13 +29,8 @@ def dir_mb(path: str | Path) -> float:
 def load_adapter_model(base_dir: str | Path, adapter_dir: str | Path | None = None, device: str = "cpu",
                        merge: bool = False):
     """The course's one model loader: base + a LoRA adapter, unmerged (PEFT applies B·A every forward) or merged."""
-    from peft import PeftModel
-
     model = models.load(str(base_dir), device)[0]
-    if adapter_dir is None:                      # the base alone, loaded the same way
-        return model
-    model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
-    return model.merge_and_unload().eval() if merge else model
+    return model if adapter_dir is None else models.with_adapter(model, adapter_dir, merge)   # None: the base alone
 
 
 def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> Path:

@@ -123,3 +123,11 @@ def load(name_or_path: str, device: str = "cpu"):
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype).to(device).eval()
     return model, tok
+
+
+def with_adapter(model, adapter_dir: str | Path, merge: bool = False):
+    """A loaded model with a saved LoRA adapter applied: unmerged (PEFT computes B·A every forward) or folded in."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    return model.merge_and_unload().eval() if merge else model

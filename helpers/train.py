@@ -380,11 +380,12 @@ def triage_adapter(base_dir: str, run_dir: Path, device: str, course_dir: str | 
 
 def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None):
     """Load the full-precision base, apply the adapter and fold it in; optionally save the merged model."""
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().eval()
+    from helpers.models import with_adapter
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)   # fp32 on a GPU too: deploy full precision
+    model = with_adapter(base, adapter_dir, merge=True)
     tok = AutoTokenizer.from_pretrained(base_dir)
     tok.padding_side = "left"
     if out_dir is not None:
