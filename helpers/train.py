@@ -394,6 +394,25 @@ def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None):
     return model, tok
 
 
+def average_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Path:
+    """Save the uniform average of saved LoRA adapters' weights (checkpoints of one run) as a new adapter folder."""
+    from safetensors.torch import load_file, save_file
+
+    dirs = [Path(d) for d in adapter_dirs]
+    if not dirs:
+        raise ValueError("average_adapters: no adapter folders given")
+    states = [load_file(str(d / "adapter_model.safetensors")) for d in dirs]
+    for d, state in zip(dirs[1:], states[1:]):
+        if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in states[0].items()}:
+            raise ValueError(f"{d}: its adapter weights differ in names or shapes from {dirs[0]}'s; "
+                             "only checkpoints of one run (one LoRA config) can be averaged")
+    mean = {k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype) for k in states[0]}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(mean, str(out / "adapter_model.safetensors"))
+    (out / "adapter_config.json").write_text((dirs[0] / "adapter_config.json").read_text())
+    return out
+
 def model_card(base: str, dataset_version: str, recipe: SFTRecipe, metrics: dict, backend: str) -> str:
     """A short markdown model card for a saved adapter."""
     return "\n".join([

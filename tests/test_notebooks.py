@@ -143,6 +143,10 @@ def check_04(course_dir):
     # the curve: one point per saved checkpoint plus the final model, in training order
     minutes = [p["minutes"] for p in m["curve"]]
     assert len(minutes) >= 2 and minutes == sorted(minutes) and m["curve"][-1]["exact_match"] == after["exact_match"]
+    # 6b: the average of the last curve points (the final model included) was scored on the same held-out tickets
+    ca, steps = m["checkpoint_average"], [p["step"] for p in m["curve"]]
+    assert len(ca["steps"]) >= 2 and ca["steps"] == steps[-len(ca["steps"]):] and ca["n"] == m["n_eval"], ca
+    assert (run / "adapter-averaged" / "adapter_model.safetensors").exists() and 0 <= ca["exact_match"] <= 1
     same, n = m["reload_identical"]
     assert m["reload_reproduces"] is True and same == n > 0, m["reload_identical"]
     assert f"checkpoint-{m['abl_steps']}" in m["checkpoints"] and len(m["checkpoints"]) >= 2

@@ -281,3 +281,35 @@ def test_triage_adapter_trains_a_small_one_when_04_is_missing(tmp_path, model_di
     assert made.stats["steps"] == 2 and len(made.stats["eval_loss"]) == 1
     assert (tmp_path / "sft04" / "checkpoint-1").exists()
     assert "missing: training a small one now (2 steps" in capsys.readouterr().out
+
+
+def test_average_adapters_is_the_elementwise_mean_and_refuses_other_runs(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from helpers import train
+
+    gen = torch.Generator().manual_seed(0)
+    dirs = []
+    for i in range(3):
+        d = tmp_path / f"checkpoint-{i}"
+        d.mkdir()
+        save_file({"a.lora_A.weight": torch.randn(4, 8, generator=gen), "a.lora_B.weight": torch.randn(8, 4, generator=gen)},
+                  str(d / "adapter_model.safetensors"))
+        (d / "adapter_config.json").write_text('{"r": 4}')
+        dirs.append(d)
+    from safetensors.torch import load_file
+
+    out = train.average_adapters(dirs, tmp_path / "avg")
+    got = load_file(str(out / "adapter_model.safetensors"))
+    parts = [load_file(str(d / "adapter_model.safetensors")) for d in dirs]
+    for k in got:
+        assert torch.allclose(got[k], (parts[0][k] + parts[1][k] + parts[2][k]) / 3, atol=1e-6)
+    assert (out / "adapter_config.json").read_text() == '{"r": 4}'
+    other = tmp_path / "other-run"
+    other.mkdir()
+    save_file({"a.lora_A.weight": torch.zeros(8, 8)}, str(other / "adapter_model.safetensors"))
+    with pytest.raises(ValueError, match="other-run.*differ in names or shapes"):
+        train.average_adapters([dirs[0], other], tmp_path / "bad")
+    with pytest.raises(ValueError, match="no adapter folders"):
+        train.average_adapters([], tmp_path / "none")
