@@ -118,6 +118,7 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
     (3, "ABL_ARMS", ["alpha=r"]),                  # the takeaways compare raw data and the label-list prompt
     (3, "ABL_ARMS", ["raw", "label-list prompt", "dora"]),
     (3, "INJECT_SHARE", 1.5),                      # section 8d copies a share of the curated rows
+    (3, "AVG_FROM", 1.0),                          # section 6b averages from a share of the run on; 1 leaves nothing
     (3, "N_SMALL_SET", 100),                       # section 8e's small noisy set needs its clean twin in SIZE_ARMS
     (3, "SIZE_ARMS", [500, 50]),
     (3, "NOISE_RATES", [0, 0.1]),
