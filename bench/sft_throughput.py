@@ -6,8 +6,9 @@
 Every arm trains the same LoRA adapter (the recipe's rank, alpha and targets) on the same 256 curated rows,
 each arm in its own process so that peak RSS is its own. For each arm it prints examples/s, non-pad
 tokens/s, the padding share, peak RSS, and model FLOP utilisation (MFU) against this machine's own matmul
-peak in the arm's dtype (fp32, or bf16 where the CPU has bf16 units), measured by this script in the same run. Then it prints the ratios. Seconds drift on a shared
-machine; the ratios, taken minutes apart in one run, are what to read.
+peak in the arm's dtype (fp32, or bf16 where the CPU has bf16 units), measured by this script in the same
+run. Then it prints the ratios. Seconds drift on a shared machine; the ratios, taken minutes apart in one
+run, are what to read.
 
 Model FLOPs per non-pad token are counted for what LoRA training really computes: a forward (2 FLOPs per
 weight) and a backward to the activations (2 more) through every frozen linear layer, the LM head only on

@@ -413,6 +413,7 @@ def average_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Pat
     (out / "adapter_config.json").write_text((dirs[0] / "adapter_config.json").read_text())
     return out
 
+
 def model_card(base: str, dataset_version: str, recipe: SFTRecipe, metrics: dict, backend: str) -> str:
     """A short markdown model card for a saved adapter."""
     return "\n".join([

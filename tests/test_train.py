@@ -285,7 +285,7 @@ def test_triage_adapter_trains_a_small_one_when_04_is_missing(tmp_path, model_di
 
 def test_average_adapters_is_the_elementwise_mean_and_refuses_other_runs(tmp_path):
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     from helpers import train
 
@@ -298,8 +298,6 @@ def test_average_adapters_is_the_elementwise_mean_and_refuses_other_runs(tmp_pat
                   str(d / "adapter_model.safetensors"))
         (d / "adapter_config.json").write_text('{"r": 4}')
         dirs.append(d)
-    from safetensors.torch import load_file
-
     out = train.average_adapters(dirs, tmp_path / "avg")
     got = load_file(str(out / "adapter_model.safetensors"))
     parts = [load_file(str(d / "adapter_model.safetensors")) for d in dirs]
