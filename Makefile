@@ -29,8 +29,10 @@ course: setup
 # The tests run fp32 on every processor: their outcome bounds were set from fp32 runs, and a bf16-autocast run is
 # another draw (on an AVX512-BF16 CPU the 80-step CI adapter scored 94% valid against a 97% bound; fp32 100%).
 # Notebook 04's section 8b still compares fp32 and bf16 where the CPU has bf16 units. WORKBOOK_DTYPE=auto overrides.
+# scripts/run_tests.py runs pytest in four phases, two processes side by side where no notebook reads the other's
+# artifacts (its docstring has the measurements); `scripts/run_tests.py --serial` is plain pytest.
 test: setup
-	WORKBOOK_DTYPE=$${WORKBOOK_DTYPE:-fp32} $(PY) -m pytest
+	WORKBOOK_DTYPE=$${WORKBOOK_DTYPE:-fp32} $(PY) scripts/run_tests.py
 
 # Pyflakes and syntax checks over the package, scripts, benchmarks, tests and notebooks (rules in pyproject.toml).
 lint: setup

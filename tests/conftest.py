@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,9 @@ def model_and_tok(model_dir):
 
 @pytest.fixture(scope="session")
 def course_dir():
-    """One course run folder shared by every notebook test, so later notebooks find earlier artifacts."""
+    """One course run folder shared by every notebook test, so later notebooks find earlier artifacts; scripts/run_tests.py
+    passes one folder to all its pytest processes in WORKBOOK_COURSE_DIR."""
     from helpers import course
 
-    return course.new_course_dir("pytest")
+    shared = os.environ.get("WORKBOOK_COURSE_DIR")
+    return Path(shared) if shared else course.new_course_dir("pytest")

@@ -106,3 +106,22 @@ def test_gpu_profiles_name_hub_models_and_the_others_run_offline():
     course.check_runnable("full", cuda=False)
     with pytest.raises(course.CourseError, match="profile 'rtx4090' needs a CUDA GPU"):
         course.check_runnable("rtx4090", cuda=False)
+
+
+def test_make_test_runs_every_notebook_test_once_and_after_what_it_reads():
+    """scripts/run_tests.py (make test): each notebook test in exactly one group, each group after its inputs."""
+    import runpy
+
+    rt = runpy.run_path(str(course.repo_root() / "scripts" / "run_tests.py"))
+    ids = [f"tests/test_notebooks.py::test_runs[{nb.stem}]" for nb in course.notebooks()]
+    ids += ["tests/test_notebooks.py::test_unsloth_path", "tests/test_notebooks.py::test_vllm_path"]
+    parts = rt["partition"](ids)
+    assert sorted(t for group in parts.values() for t in group) == sorted(ids)
+    assert parts["04"][-1].endswith("test_unsloth_path") and parts["08"][-1].endswith("test_vllm_path")
+    with pytest.raises(SystemExit, match=r"test_new\] belongs to no notebook group; add it to GROUPS"):
+        rt["partition"](["tests/test_notebooks.py::test_new]"])
+    rt["check_phases"](rt["PHASES"])
+    with pytest.raises(ValueError, match="notebook 06 reads notebook 05's artifacts"):
+        rt["check_phases"]([[["01", "02", "03"]], [["04"]], [["05"], ["06"]], [["07", "unit"], ["08"]]])
+    with pytest.raises(ValueError, match="must run exactly once"):
+        rt["check_phases"]([[["01", "02", "03", "04"]], [["05"], ["06", "07", "08"]]])

@@ -1,0 +1,137 @@
+"""`make test`: the whole suite in four phases, two pytest processes side by side where the notebooks allow it.
+
+Usage: python scripts/run_tests.py [--serial]
+
+The notebooks depend on each other (05-08 use 04's adapter; 06 and 08 use 05's reply adapter), so they run in
+phases. A phase with two workers runs each at one thread (WORKBOOK_THREADS=1): on a 2-core CPU two one-thread
+processes do more work than one two-thread process, because generation, tokenising and imports do not scale
+with threads (measured: a training step 3.3 s at 2 threads, 5.5 s at 1 thread alone, 6.0 s at 1 thread beside
+another; 16 tickets generated in 5.9 s, 8.2 s and 8.7 s). Notebook 04, the critical path, runs alone at two.
+
+  phase 1  notebooks 01, 02, 03                        (2 threads)
+  phase 2  notebook 04                                 (2 threads)
+  phase 3  notebook 05   ||  notebook 07, unit tests   (1 thread each)
+  phase 4  notebook 06   ||  notebook 08               (1 thread each)
+
+Every test in tests/test_notebooks.py must fall in exactly one notebook group (checked before anything runs);
+every other test file is a unit test. --serial runs plain pytest, one process, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_TESTS = "tests/test_notebooks.py"
+GROUPS = {   # a notebook group: the notebook's stem, plus the tests that read its outputs
+    "01": ["01_decision_check"], "02": ["02_data_curation"], "03": ["03_lora_math"],
+    "04": ["04_qlora_training", "test_unsloth_path"], "05": ["05_dpo_and_siblings"],
+    "06": ["06_decoding"], "07": ["07_eval"], "08": ["08_serving", "test_vllm_path"],
+}
+NEEDS = {"05": ["04"], "06": ["04", "05"], "07": ["04"], "08": ["04", "05"]}   # whose artifacts each notebook reads
+PHASES = [   # each phase: workers side by side; each worker: groups run one after another
+    [["01", "02", "03"]],
+    [["04"]],
+    [["05"], ["07", "unit"]],
+    [["06"], ["08"]],
+]
+
+
+def check_phases(phases: list[list[list[str]]]) -> None:
+    """Every group runs exactly once, and after (never beside) the notebooks whose artifacts it reads."""
+    placed = [(n, g) for n, workers in enumerate(phases) for w in workers for g in w]
+    names = [g for _, g in placed]
+    if sorted(names) != sorted([*GROUPS, "unit"]):
+        raise ValueError(f"the phases run {sorted(names)}; each of {sorted([*GROUPS, 'unit'])} must run exactly once")
+    phase_of = dict((g, n) for n, g in placed)
+    for g, needs in NEEDS.items():
+        for need in needs:
+            if phase_of[need] >= phase_of[g]:
+                raise ValueError(f"notebook {g} reads notebook {need}'s artifacts, so it must run in a later phase")
+
+
+def collect(args: list[str]) -> list[str]:
+    """The test ids pytest would run for args."""
+    res = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                         cwd=ROOT, capture_output=True, text=True)
+    if res.returncode not in (0, 5):
+        sys.exit(f"run_tests: collecting {args} failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+    return [line for line in res.stdout.splitlines() if "::" in line]
+
+
+def partition(ids: list[str]) -> dict[str, list[str]]:
+    """Each notebook test id in exactly one group; an id in none or in two stops the run, named."""
+    parts: dict[str, list[str]] = {g: [] for g in GROUPS}
+    for tid in ids:
+        hits = [g for g, keys in GROUPS.items() if any(k in tid for k in keys)]
+        if len(hits) != 1:
+            sys.exit(f"run_tests: {tid} belongs to {hits or 'no notebook group'}; add it to GROUPS in {__file__}")
+        parts[hits[0]].append(tid)
+    return parts
+
+
+def pump(proc: subprocess.Popen, tag: str) -> None:
+    """Copy a worker's output to ours, each line tagged with its worker."""
+    for line in proc.stdout:
+        sys.stdout.write(f"[{tag}] {line}")
+        sys.stdout.flush()
+
+
+def run_worker(groups: list[str], parts: dict[str, list[str]], env: dict, results: dict) -> None:
+    """Run a worker's groups one after another: consecutive notebook groups in one pytest process, unit tests in
+    their own."""
+    runs: list[list[str]] = []
+    for g in groups:
+        if g != "unit" and runs and runs[-1][-1] != "unit":
+            runs[-1].append(g)
+        else:
+            runs.append([g])
+    for run in runs:
+        args = ["tests", f"--ignore={NB_TESTS}"] if run == ["unit"] else [t for g in run for t in parts[g]]
+        tag = ",".join(run)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        pump(proc, tag)
+        results[tag] = (proc.wait(), time.perf_counter() - t0)
+
+
+def main() -> int:
+    """Run the phases; exit non-zero if any group failed or collected nothing."""
+    if "--serial" in sys.argv[1:]:
+        return subprocess.call([sys.executable, "-m", "pytest"], cwd=ROOT)
+    from helpers import course
+
+    check_phases(PHASES)
+    parts = partition(collect([NB_TESTS]))
+    course_dir = course.new_course_dir("pytest")
+    print(f"run_tests: course folder {course_dir.relative_to(ROOT)}; phases {PHASES}", flush=True)
+    results: dict[str, tuple[int, float]] = {}
+    start = time.perf_counter()
+    for n, workers in enumerate(PHASES, 1):
+        env = {**os.environ, "WORKBOOK_COURSE_DIR": str(course_dir)}
+        if len(workers) > 1:   # side by side: one thread each, or the two would fight over both cores
+            env.update(WORKBOOK_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        t0 = time.perf_counter()
+        pool = [threading.Thread(target=run_worker, args=(w, parts, env, results)) for w in workers]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        print(f"run_tests: phase {n} {workers} took {time.perf_counter() - t0:.0f} s", flush=True)
+    for tag, (rc, sec) in results.items():
+        print(f"run_tests: {tag:<14} exit {rc}  {sec:5.0f} s")
+    print(f"run_tests: all phases {time.perf_counter() - start:.0f} s", flush=True)
+    failed = {g: rc for g, (rc, _) in results.items() if rc != 0}   # 5 (nothing collected) is a failure too
+    if failed:
+        print(f"run_tests: FAILED groups {failed}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
