@@ -2,16 +2,17 @@
 
 Usage: python scripts/run_tests.py [--serial]
 
-The notebooks depend on each other (05-08 use 04's adapter; 06 and 08 use 05's reply adapter), so they run in
-phases. A phase with two workers runs each at one thread (WORKBOOK_THREADS=1): on a 2-core CPU two one-thread
-processes do more work than one two-thread process, because generation, tokenising and imports do not scale
-with threads (measured: a training step 3.3 s at 2 threads, 5.5 s at 1 thread alone, 6.0 s at 1 thread beside
-another; 16 tickets generated in 5.9 s, 8.2 s and 8.7 s). Notebook 04, the critical path, runs alone at two.
+The notebooks depend on each other (04 reads 01's baselines and 02's curated rows; 05-08 use 04's adapter; 06 and
+08 use 05's reply adapter; nothing reads 03), so they run in phases. A phase with two workers runs each at one
+thread (WORKBOOK_THREADS=1): on a 2-core CPU two one-thread processes do more work than one two-thread process,
+because generation, tokenising and imports do not scale with threads (measured: a training step 3.3 s at 2
+threads, 5.5 s at 1 thread alone, 6.0 s at 1 thread beside another; 16 tickets generated in 5.9 s, 8.2 s and
+8.7 s). Notebook 04, the critical path, runs alone at two.
 
-  phase 1  notebooks 01, 02, 03                        (2 threads)
-  phase 2  notebook 04                                 (2 threads)
-  phase 3  notebook 05   ||  notebook 07, unit tests   (1 thread each)
-  phase 4  notebook 06   ||  notebook 08               (1 thread each)
+  phase 1  notebook 01   ||  notebook 02                   (1 thread each)
+  phase 2  notebook 04                                     (2 threads)
+  phase 3  notebook 05   ||  notebooks 07, 03, unit tests  (1 thread each)
+  phase 4  notebook 06   ||  notebook 08                   (1 thread each)
 
 Every test in tests/test_notebooks.py must fall in exactly one notebook group (checked before anything runs);
 every other test file is a unit test. --serial runs plain pytest, one process, as before.
@@ -33,11 +34,11 @@ GROUPS = {   # a notebook group: the notebook's stem, plus the tests that read i
     "04": ["04_qlora_training", "test_unsloth_path"], "05": ["05_dpo_and_siblings"],
     "06": ["06_decoding"], "07": ["07_eval"], "08": ["08_serving", "test_vllm_path"],
 }
-NEEDS = {"05": ["04"], "06": ["04", "05"], "07": ["04"], "08": ["04", "05"]}   # whose artifacts each notebook reads
+NEEDS = {"04": ["01", "02"], "05": ["04"], "06": ["04", "05"], "07": ["04"], "08": ["04", "05"]}   # whose artifacts each notebook reads
 PHASES = [   # each phase: workers side by side; each worker: groups run one after another
-    [["01", "02", "03"]],
+    [["01"], ["02"]],
     [["04"]],
-    [["05"], ["07", "unit"]],
+    [["05"], ["07", "03", "unit"]],
     [["06"], ["08"]],
 ]
 
