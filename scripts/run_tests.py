@@ -34,7 +34,8 @@ GROUPS = {   # a notebook group: the notebook's stem, plus the tests that read i
     "04": ["04_qlora_training", "test_unsloth_path"], "05": ["05_dpo_and_siblings"],
     "06": ["06_decoding"], "07": ["07_eval"], "08": ["08_serving", "test_vllm_path"],
 }
-NEEDS = {"04": ["01", "02"], "05": ["04"], "06": ["04", "05"], "07": ["04"], "08": ["04", "05"]}   # whose artifacts each notebook reads
+# whose artifacts each notebook reads (runtime.find_artifact calls in its cells)
+NEEDS = {"04": ["01", "02"], "05": ["04"], "06": ["04", "05"], "07": ["04"], "08": ["04", "05"]}
 PHASES = [   # each phase: workers side by side; each worker: groups run one after another
     [["01"], ["02"]],
     [["04"]],
