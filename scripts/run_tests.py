@@ -9,13 +9,14 @@ because generation, tokenising and imports do not scale with threads (measured: 
 threads, 5.5 s at 1 thread alone, 6.0 s at 1 thread beside another; 16 tickets generated in 5.9 s, 8.2 s and
 8.7 s). Notebook 04, the critical path, runs alone at two.
 
-  phase 1  notebook 01   ||  notebook 02                   (1 thread each)
+  phase 1  notebook 01   ||  notebooks 02, 03              (1 thread each)
   phase 2  notebook 04                                     (2 threads)
-  phase 3  notebook 05   ||  notebooks 07, 03, unit tests  (1 thread each)
-  phase 4  notebook 06   ||  notebook 08                   (1 thread each)
+  phase 3  notebook 05   ||  notebook 07, unit tests       (1 thread each)
+  phase 4  notebook 06, widget tests  ||  notebook 08      (1 thread each)
 
 Every test in tests/test_notebooks.py must fall in exactly one notebook group (checked before anything runs);
-every other test file is a unit test. --serial runs plain pytest, one process, as before.
+every other test file is a unit test; tests/test_widgets.py runs after notebook 06, whose output its sliders read.
+--serial runs plain pytest, one process, as before.
 """
 
 from __future__ import annotations
@@ -34,27 +35,31 @@ GROUPS = {   # a notebook group: the notebook's stem, plus the tests that read i
     "04": ["04_qlora_training", "test_unsloth_path"], "05": ["05_dpo_and_siblings"],
     "06": ["06_decoding"], "07": ["07_eval"], "08": ["08_serving", "test_vllm_path"],
 }
-# whose artifacts each notebook reads (runtime.find_artifact calls in its cells)
-NEEDS = {"04": ["01", "02"], "05": ["04"], "06": ["04", "05"], "07": ["04"], "08": ["04", "05"]}
+UNIT_AFTER = {"widgets": ["tests/test_widgets.py"]}   # unit tests that read a notebook's outputs
+# whose artifacts each group reads (runtime.find_artifact calls in the notebooks' cells; 06's slider data)
+NEEDS = {"04": ["01", "02"], "05": ["04"], "06": ["04", "05"], "07": ["04"], "08": ["04", "05"], "widgets": ["06"]}
 PHASES = [   # each phase: workers side by side; each worker: groups run one after another
-    [["01"], ["02"]],
+    [["01"], ["02", "03"]],
     [["04"]],
-    [["05"], ["07", "03", "unit"]],
-    [["06"], ["08"]],
+    [["05"], ["07", "unit"]],
+    [["06", "widgets"], ["08"]],
 ]
 
 
 def check_phases(phases: list[list[list[str]]]) -> None:
-    """Every group runs exactly once, and after (never beside) the notebooks whose artifacts it reads."""
-    placed = [(n, g) for n, workers in enumerate(phases) for w in workers for g in w]
-    names = [g for _, g in placed]
-    if sorted(names) != sorted([*GROUPS, "unit"]):
-        raise ValueError(f"the phases run {sorted(names)}; each of {sorted([*GROUPS, 'unit'])} must run exactly once")
-    phase_of = dict((g, n) for n, g in placed)
+    """Every group runs exactly once, and after (never beside) the notebooks whose artifacts it reads: in a later
+    phase, or later in the same worker."""
+    placed = {g: (n, w, k) for n, workers in enumerate(phases) for w, groups in enumerate(workers)
+              for k, g in enumerate(groups)}
+    names = sorted(g for workers in phases for groups in workers for g in groups)
+    every = sorted([*GROUPS, *UNIT_AFTER, "unit"])
+    if names != every:
+        raise ValueError(f"the phases run {names}; each of {every} must run exactly once")
     for g, needs in NEEDS.items():
         for need in needs:
-            if phase_of[need] >= phase_of[g]:
-                raise ValueError(f"notebook {g} reads notebook {need}'s artifacts, so it must run in a later phase")
+            (n, w, k), (n2, w2, k2) = placed[need], placed[g]
+            if not (n < n2 or (n == n2 and w == w2 and k < k2)):
+                raise ValueError(f"group {g} reads notebook {need}'s artifacts, so it must run after it, not beside it")
 
 
 def collect(args: list[str]) -> list[str]:
@@ -89,12 +94,15 @@ def run_worker(groups: list[str], parts: dict[str, list[str]], env: dict, result
     their own."""
     runs: list[list[str]] = []
     for g in groups:
-        if g != "unit" and runs and runs[-1][-1] != "unit":
+        if g in GROUPS and runs and runs[-1][-1] in GROUPS:
             runs[-1].append(g)
         else:
             runs.append([g])
     for run in runs:
-        args = ["tests", f"--ignore={NB_TESTS}"] if run == ["unit"] else [t for g in run for t in parts[g]]
+        if run == ["unit"]:
+            args = ["tests", *(f"--ignore={f}" for f in [NB_TESTS, *sum(UNIT_AFTER.values(), [])])]
+        else:
+            args = UNIT_AFTER.get(run[0]) or [t for g in run for t in parts[g]]
         tag = ",".join(run)
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT, env=env,

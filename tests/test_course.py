@@ -121,7 +121,9 @@ def test_make_test_runs_every_notebook_test_once_and_after_what_it_reads():
     with pytest.raises(SystemExit, match=r"test_new\] belongs to no notebook group; add it to GROUPS"):
         rt["partition"](["tests/test_notebooks.py::test_new]"])
     rt["check_phases"](rt["PHASES"])
-    with pytest.raises(ValueError, match="notebook 06 reads notebook 05's artifacts"):
-        rt["check_phases"]([[["01", "02", "03"]], [["04"]], [["05"], ["06"]], [["07", "unit"], ["08"]]])
+    with pytest.raises(ValueError, match="group 06 reads notebook 05's artifacts"):
+        rt["check_phases"]([[["01", "02", "03"]], [["04"]], [["05"], ["06"]], [["07", "unit"], ["08", "widgets"]]])
+    with pytest.raises(ValueError, match="group widgets reads notebook 06's artifacts"):
+        rt["check_phases"]([[["01", "02", "03"]], [["04", "widgets"]], [["05"], ["07", "unit"]], [["06"], ["08"]]])
     with pytest.raises(ValueError, match="must run exactly once"):
         rt["check_phases"]([[["01", "02", "03", "04"]], [["05"], ["06", "07", "08"]]])

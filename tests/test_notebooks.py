@@ -46,8 +46,21 @@ def check_01(course_dir):
     if not os.environ.get("ANTHROPIC_API_KEY"):
         assert m["frontier"].startswith("not measured")
         assert m["gate_decision"] == "DO NOT TRAIN" and "tried_top_tier_model" in m["gate_failed"]
+    # section 7, facts vs format: invented policies, so the bare base can only guess; the reading adapter's
+    # answers about unseen policies come from the prompt (without it they fail)
+    fx, ci01 = m["facts"], CI["01_decision_check"]
+    assert (fx["n_policies"], fx["n_paraphrases"], fx["n_unseen"], fx["steps"]) == (12, 24, 12, ci01["FACT_STEPS"]), fx
+    acc = fx["accuracy"]
+    assert set(acc) == {"base, no policy", "base, its policy in the prompt", "facts in the weights, no policy",
+                        "reading in the weights, unseen policy in the prompt"}, acc
+    assert acc["base, no policy"] <= 0.25 and fx["reader_without_policy"] <= 0.25, fx
+    assert acc["reading in the weights, unseen policy in the prompt"] > max(acc["base, its policy in the prompt"],
+                                                                            fx["reader_without_policy"]), fx
+    assert fx["recite_accuracy"] >= acc["facts in the weights, no policy"] and fx["train_seconds"] > 0, fx
+    assert 5 < fx["policy_tokens"] < 40 and fx["verdict"] in ("confirmed", "refuted", "inconclusive"), fx
     text = outputs_text(course_dir / "01_decision_check.ipynb")
     assert "CPU · PEFT+TRL (Unsloth needs CUDA" in text or "CUDA ·" in text
+    assert f"put the facts in the prompt' is {fx['verdict']} here" in text
     assert images(course_dir / "01_decision_check.ipynb") >= 2, "static fallback plots missing (payback, baselines)"
 
 

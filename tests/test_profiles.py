@@ -110,6 +110,7 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
 
 
 @pytest.mark.parametrize("nb_index,param,value", [
+    (0, "FACT_STEPS", 0),                          # section 7's fine-tune
     (4, "GRPO_STEPS", 4),                          # the reward trend reads the first and last 3 logged steps
     (4, "SIBLINGS", ["IPO", "SimPO"]),
     (4, "NOISE_METHODS", ["DPO", "SimPO"]),
