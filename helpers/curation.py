@@ -159,7 +159,7 @@ def quarantine_injections(rows: list[dict]) -> tuple[list[dict], StepReport, lis
     return kept, _report("injection scan", rows, kept, reasons), quarantined
 
 
-def audit_labels(rows: list[dict], seed: int = 0, threshold: float = 0.5) -> tuple[list[dict], StepReport, dict]:
+def audit_labels(rows: list[dict], seed: int = 0, threshold: float = 0.4) -> tuple[list[dict], StepReport, dict]:
     """Drop rows whose intent or urgency label a cross-validated classifier confidently disputes.
 
     Returns the kept rows, the report, and {"suggestions": per flagged row, "confidence": per audited row
@@ -324,7 +324,7 @@ class Curated:
 
 
 def curate(raw_path: str | Path, seed: int = 0, near_method: str = "tfidf", near_threshold: float = 0.85,
-           audit_threshold: float = 0.5, eval_frac: float = 0.15, factor: int = 2) -> Curated:
+           audit_threshold: float = 0.4, eval_frac: float = 0.15, factor: int = 2) -> Curated:
     """Run every cleaning step in order; same input and arguments give the same version hash."""
     rows, rep_load, malformed = load_raw(raw_path)
     loaded = rows

@@ -374,6 +374,14 @@ def fresh_dir(path: Path) -> Path:
     return cand
 
 
+def latest_run(course_dir: str | Path, notebook: str) -> Path:
+    """The newest of <course_dir>/<notebook>, <notebook>-2, ...: where a rerun into the same course folder wrote."""
+    path, last, k = Path(course_dir) / notebook, Path(course_dir) / notebook, 1
+    while (cand := path if k == 1 else path.with_name(f"{path.name}-{k}")).exists():
+        last, k = cand, k + 1
+    return last
+
+
 def run_dir(notebook: str, course_dir: str | Path = "") -> Path:
     """A new folder for this notebook's outputs: <course_dir>/<notebook>/ or runs/<notebook>/<timestamp>/."""
     if course_dir:
@@ -384,7 +392,7 @@ def run_dir(notebook: str, course_dir: str | Path = "") -> Path:
 
 def find_artifact(name: str, notebook: str, course_dir: str | Path = "") -> Path | None:
     """Newest file `name` written by an earlier notebook, in this course run first, then any run."""
-    if course_dir and (hit := Path(course_dir) / notebook / name).exists():
+    if course_dir and (hit := latest_run(course_dir, notebook) / name).exists():
         return hit
     runs = repo_root() / "runs"
     hits = list(runs.glob(f"*/{notebook}/{name}")) + list(runs.glob(f"{notebook}/*/{name}"))

@@ -11,7 +11,7 @@ import sys
 import nbformat
 import pytest
 
-from helpers import course, data
+from helpers import course, data, runtime
 
 NOTEBOOKS = course.notebooks()
 NB_DIR = NOTEBOOKS[0].parent
@@ -19,7 +19,7 @@ CI = course.profile("ci")
 
 
 def load_metrics(course_dir, stem):
-    return json.loads((course_dir / stem / "metrics.json").read_text())
+    return json.loads((runtime.latest_run(course_dir, stem) / "metrics.json").read_text())
 
 
 def outputs_text(nb_path) -> str:
@@ -70,7 +70,7 @@ FLOORS_02 = {"exact_dedup": 0.95, "near_dedup": 0.60, "injection": 0.90, "label_
 
 def check_02(course_dir):
     m = load_metrics(course_dir, "02_data_curation")
-    run = course_dir / "02_data_curation"
+    run = runtime.latest_run(course_dir, "02_data_curation")
     assert m["malformed_lines"] == m["planted_broken_lines"] and len(m["malformed_lines"]) == 10
     for step in ("exact_dedup", "near_dedup", "injection", "label_audit"):
         assert m[step]["recall"] >= FLOORS_02[step], (step, m[step])
@@ -129,7 +129,7 @@ def check_04(course_dir):
     from helpers import train
 
     m = load_metrics(course_dir, "04_qlora_training")
-    run = course_dir / "04_qlora_training"
+    run = runtime.latest_run(course_dir, "04_qlora_training")
     assert m["nf4_levels_vs_bnb"] < 1e-6 and m["nf4_roundtrip_vs_bnb"] < 1e-5
     e = m["quant_errors"]
     assert e["NF4"]["rel_error"] < e["int4"]["rel_error"] and e["NF4"]["rel_error"] < e["FP4"]["rel_error"]
@@ -335,7 +335,7 @@ def check_06(course_dir):
     assert m["presets"]["strict_json"]["temperature"] == 0 and m["presets"]["persona_chat"]["min_p"] == 0.05
     assert set(m["repetition"]["triage"]) == {"1.0", "1.05", "1.1", "1.2", "1.3", "1.5", "2.0"}
     assert m["grammar_cost_ratio"]["fine-tuned"] > 0 and m["decode_step_ms"] > 0
-    assert (course_dir / "06_decoding" / "slider_position.pt").exists()
+    assert (runtime.latest_run(course_dir, "06_decoding") / "slider_position.pt").exists()
     assert images(course_dir / "06_decoding.ipynb") >= 3   # top-10 bars, sweep grid, slider
 
 

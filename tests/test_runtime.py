@@ -51,6 +51,17 @@ def test_find_artifact_prefers_this_course_run(tmp_path, monkeypatch):
     assert runtime.find_artifact("missing.txt", "02_y", course) is None
 
 
+def test_a_rerun_into_the_same_course_folder_is_what_later_readers_find(tmp_path):
+    first = runtime.run_dir("05_z", tmp_path)
+    (first / "metrics.json").write_text("first")
+    assert runtime.latest_run(tmp_path, "05_z") == first
+    second = runtime.run_dir("05_z", tmp_path)      # a rerun never overwrites: it writes 05_z-2
+    (second / "metrics.json").write_text("second")
+    assert second.name == "05_z-2" and runtime.latest_run(tmp_path, "05_z") == second
+    assert runtime.find_artifact("metrics.json", "05_z", tmp_path).read_text() == "second"
+    assert runtime.latest_run(tmp_path, "06_none") == tmp_path / "06_none"   # nothing yet: the first name
+
+
 def test_write_metrics_round_trips_numpy(tmp_path):
     import numpy as np
 
