@@ -358,13 +358,18 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def _numbered(path: Path):
+    """path, path-2, path-3, ...: the names successive runs into one folder get."""
+    yield path
+    k = 2
+    while True:
+        yield path.with_name(f"{path.name}-{k}")
+        k += 1
+
+
 def free_path(path: Path) -> Path:
     """path itself if unused, else path-2, path-3, ...: the first name nothing occupies yet."""
-    cand, k = path, 1
-    while cand.exists():
-        k += 1
-        cand = path.with_name(f"{path.name}-{k}")
-    return cand
+    return next(c for c in _numbered(path) if not c.exists())
 
 
 def fresh_dir(path: Path) -> Path:
@@ -376,10 +381,12 @@ def fresh_dir(path: Path) -> Path:
 
 def latest_run(course_dir: str | Path, notebook: str) -> Path:
     """The newest of <course_dir>/<notebook>, <notebook>-2, ...: where a rerun into the same course folder wrote."""
-    path, last, k = Path(course_dir) / notebook, Path(course_dir) / notebook, 1
-    while (cand := path if k == 1 else path.with_name(f"{path.name}-{k}")).exists():
-        last, k = cand, k + 1
-    return last
+    names = _numbered(Path(course_dir) / notebook)
+    last = next(names)
+    for cand in names:
+        if not cand.exists():
+            return last
+        last = cand
 
 
 def run_dir(notebook: str, course_dir: str | Path = "") -> Path:
