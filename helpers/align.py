@@ -182,10 +182,10 @@ def timed_train(trainer) -> dict:
 def sample(model, tok, conversations: list[list[dict]], k: int, temperature: float = 1.0, max_new_tokens: int = 48,
            batch_size: int | None = None, seed: int = 0) -> list[list[str]]:
     """k sampled completions per conversation (for pass@k), seeded, left-padded balanced batches (runtime.GEN_ROWS)."""
-    from helpers.runtime import GEN_ROWS, autocast, compute_dtype, decode_layout, row_batches
+    from helpers.runtime import GEN_ROWS, autocast, decode_layout, generation_dtype, row_batches
 
     torch.manual_seed(seed)
-    amp = compute_dtype(model.device.type)[0]   # bf16 autocast where the hardware has bf16 units
+    amp = generation_dtype(model)   # bf16 autocast where the hardware has bf16 units (fp32 for a dynamic-int8 model)
     convs = [c for c in conversations for _ in range(k)]
     flat: list[str] = []
     batches = row_batches(len(convs), batch_size or GEN_ROWS)

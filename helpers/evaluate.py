@@ -130,10 +130,10 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
 
     import torch
 
-    from helpers.runtime import GEN_ROWS, autocast, compute_dtype, decode_layout, row_batches
+    from helpers.runtime import GEN_ROWS, autocast, decode_layout, generation_dtype, row_batches
 
     device = model.device.type
-    amp = dtype or compute_dtype(device)[0]   # bf16 autocast where the hardware has bf16 units (WORKBOOK_DTYPE overrides)
+    amp = dtype or generation_dtype(model, device)   # bf16 autocast where the hardware has it; fp32 for dynamic int8
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
     out: list[str] = [""] * len(prompts)

@@ -115,6 +115,17 @@ def compute_dtype(device: str, choice: str | None = None, flags: dict[str, bool]
     return "fp32", f"fp32: this CPU has no bf16 units ({' / '.join(BF16_FLAGS)})"
 
 
+def int8_dynamic_modules(model) -> int:
+    """How many of the model's modules are torch.ao dynamic-int8 Linears (their kernels take fp32 activations only)."""
+    return sum(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in model.modules())
+
+
+def generation_dtype(model, device: str | None = None) -> str:
+    """compute_dtype for generating with this model: fp32 where it holds dynamic-int8 Linears, which bf16 crashes."""
+    device = device or getattr(getattr(model, "device", None), "type", "cpu")
+    return "fp32" if int8_dynamic_modules(model) else compute_dtype(device)[0]
+
+
 def autocast(dtype: str, device: str = "cpu"):
     """A torch.autocast context for bf16 (weights and optimizer stay fp32), a no-op for fp32."""
     if dtype != "bf16":
@@ -249,7 +260,7 @@ def fast_generate(model):
     def generate(*args, **kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         device = next(model.parameters()).device.type
-        with decode_layout(model, compute_dtype(device)[0], 0 if ids is None else int(ids.shape[0])):
+        with decode_layout(model, generation_dtype(model, device), 0 if ids is None else int(ids.shape[0])):
             return plain(*args, **kwargs)
 
     model.generate = generate

@@ -118,3 +118,20 @@ def test_multi_gpu_files_parse(tmp_path):
         assert subprocess.run(["bash", "-n", str(folder / script)]).returncode == 0, script
     assert "--tensor-parallel-size" in (folder / "vllm_tensor_parallel.sh").read_text()
     assert train.load_recipe(load_in_4bit=False).four_bit("cuda") is False   # train_fsdp.sh's --set load_in_4bit=false
+
+
+def test_an_int8_model_generates_in_fp32_even_where_bf16_is_the_default(model_and_tok, monkeypatch):
+    """Notebook 08 crashed on an AVX512-BF16 CPU: bf16 autocast feeds bf16 activations to the int8 kernels."""
+    from helpers import evaluate, runtime
+
+    model, tok = model_and_tok
+    monkeypatch.setenv("WORKBOOK_DTYPE", "auto")
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx512_bf16": True})   # as on a CPU with bf16 units
+    q = deploy.int8_dynamic(model)
+    assert runtime.int8_dynamic_modules(q) > 0 and runtime.int8_dynamic_modules(model) == 0
+    assert runtime.generation_dtype(model) == "bf16" and runtime.generation_dtype(q) == "fp32"
+    with pytest.raises(RuntimeError, match="BFloat16"):   # what the fp32 choice avoids
+        with torch.inference_mode(), runtime.autocast("bf16"):
+            q.generate(**tok(["Hi"], return_tensors="pt"), max_new_tokens=2, pad_token_id=tok.pad_token_id)
+    out = evaluate.generate(q, tok, CONVS, max_new_tokens=4)
+    assert len(out) == 2 and all(isinstance(o, str) for o in out)
