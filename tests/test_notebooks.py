@@ -160,6 +160,16 @@ def check_04(course_dir):
     ca, steps = m["checkpoint_average"], [p["step"] for p in m["curve"]]
     assert len(ca["steps"]) >= 2 and ca["steps"] == steps[-len(ca["steps"]):] and ca["n"] == m["n_eval"], ca
     assert (run / "adapter-averaged" / "adapter_model.safetensors").exists() and 0 <= ca["exact_match"] <= 1
+    # the adapter notebooks 05-08 read was chosen on validation rows (the average unless it answers fewer of them
+    # exactly), byte for byte that model, and its held-out score is that model's; the final one is kept beside it
+    ho, weights = m["handed_on"], (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    val = ho["validation_exact"]
+    assert ho["kind"] == ("average" if val["average"] >= val["final"] else "final") and ho["n_validation"] >= 32, ho
+    assert (run / "adapter-final" / "adapter_model.safetensors").exists()
+    averaged = (run / "adapter-averaged" / "adapter_model.safetensors").read_bytes()
+    kept = ca if ho["kind"] == "average" else after
+    assert (weights == averaged) == (ho["kind"] == "average"), ho
+    assert (ho["exact_match"], ho["json_valid"]) == (kept["exact_match"], kept["json_valid"]), (ho, kept)
     same, n = m["reload_identical"]
     assert m["reload_reproduces"] is True and same == n > 0, m["reload_identical"]
     assert f"checkpoint-{m['abl_steps']}" in m["checkpoints"] and len(m["checkpoints"]) >= 2

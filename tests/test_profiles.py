@@ -68,7 +68,7 @@ def test_a_size_the_data_cannot_supply_fails_naming_the_parameter(param, value):
         run_sizes(course.notebooks()[6], {param: value})
 
 
-SIZE_NAME = re.compile(r"^(N_\w+|\w+_STEPS|\w+_EVERY|DRAWS|BATCH|FRONTIER_N|\w+_LIMIT)$")
+SIZE_NAME = re.compile(r"^(N_\w+|\w+_STEPS|\w+_EVERY|\w+_PROMPTS|DRAWS|BATCH|FRONTIER_N|\w+_LIMIT)$")   # counts: a size, a step count, prompts per step
 RECIPE_SIZE_FIELDS = {"steps"}
 
 
