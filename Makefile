@@ -35,9 +35,11 @@ course: setup
 test: setup
 	WORKBOOK_DTYPE=$${WORKBOOK_DTYPE:-auto} $(PY) scripts/run_tests.py
 
-# Pyflakes and syntax checks over the package, scripts, benchmarks, tests and notebooks (rules in pyproject.toml).
+# Pyflakes, syntax and line-length (100) checks over the package, scripts, benchmarks, tests and notebooks
+# (rules in pyproject.toml); the Python files must be as `ruff format` leaves them.
 lint: setup
 	$(VENV)/bin/ruff check helpers scripts bench tests notebooks
+	$(VENV)/bin/ruff format --check helpers scripts bench tests
 
 # Real-browser test of the slider cells: JupyterLab in headless Chromium (installed from Debian's packages if missing).
 ui-test: setup

@@ -3,18 +3,18 @@
     python bench/sft_throughput.py              # 256 curated examples, 12 timed steps per arm
     python bench/sft_throughput.py --steps 6    # quicker, noisier
 
-Every arm trains the same LoRA adapter (the recipe's rank, alpha and targets) on the same 256 curated rows,
-each arm in its own process so that peak RSS is its own. For each arm it prints examples/s, non-pad
-tokens/s, the padding share, peak RSS, and model FLOP utilisation (MFU) against this machine's own matmul
-peak in the arm's dtype (fp32, or bf16 where the CPU has bf16 units), measured by this script in the same
-run. Then it prints the ratios. Seconds drift on a shared machine; the ratios, taken minutes apart in one
-run, are what to read.
+Every arm trains the same LoRA adapter (the recipe's rank, alpha and targets) on the same 256
+curated rows, each arm in its own process so that peak RSS is its own. For each arm it prints
+examples/s, non-pad tokens/s, the padding share, peak RSS, and model FLOP utilisation (MFU) against
+this machine's own matmul peak in the arm's dtype (fp32, or bf16 where the CPU has bf16 units),
+measured by this script in the same run. Then it prints the ratios. Seconds drift on a shared
+machine; the ratios, taken minutes apart in one run, are what to read.
 
-Model FLOPs per non-pad token are counted for what LoRA training really computes: a forward (2 FLOPs per
-weight) and a backward to the activations (2 more) through every frozen linear layer, the LM head only on
-the positions that carry loss (TRL's fused head skips the rest), and the adapter's own weight gradients.
-Attention scores are left out (sequences here are ~100 tokens), and so is gradient checkpointing's
-recomputation, which is overhead, not model work.
+Model FLOPs per non-pad token are counted for what LoRA training really computes: a forward (2 FLOPs
+per weight) and a backward to the activations (2 more) through every frozen linear layer, the LM
+head only on the positions that carry loss (TRL's fused head skips the rest), and the adapter's own
+weight gradients. Attention scores are left out (sequences here are ~100 tokens), and so is gradient
+checkpointing's recomputation, which is overhead, not model work.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch
 
 from helpers import curation as cu, data, models, prompts, runtime, train
 
-WARMUP_STEPS = 2   # the first steps pay for allocation and caches; they are not timed
+WARMUP_STEPS = 2  # the first steps pay for allocation and caches; they are not timed
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
@@ -43,28 +43,43 @@ def matmul_peak(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.floa
     for _ in range(repeats):
         t0 = time.perf_counter()
         torch.mm(a, b)
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return best
 
 
 def flops_per_token(model, loss_share: float, lora_params: int) -> float:
     """Model FLOPs per non-pad token of LoRA training (see the module docstring)."""
     head = model.get_output_embeddings().weight.numel()
-    linear = sum(m.weight.numel() for n, m in model.named_modules()
-                 if isinstance(m, torch.nn.Linear) and "lora_" not in n and m is not model.get_output_embeddings())
+    linear = sum(
+        m.weight.numel()
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear)
+        and "lora_" not in n
+        and m is not model.get_output_embeddings()
+    )
     return 4 * linear + 4 * head * loss_share + 6 * lora_params
 
 
 def arms(recipe: train.SFTRecipe) -> dict[str, dict]:
-    """name -> how the arm differs: TRL defaults (same data, same adapter), the course's recipe in its own dtype
-    (bf16 autocast where the CPU has bf16 units), the recipe forced to fp32 (only where that differs), the label-list prompt."""
-    found = {"TRL defaults": {"config": "trl", "system": recipe.system_prompt, "dtype": "fp32"},
-             "course recipe": {"config": "recipe", "system": recipe.system_prompt, "dtype": "auto"},
-             "course recipe, fp32": {"config": "recipe", "system": recipe.system_prompt, "dtype": "fp32"},
-             "course recipe, label-list prompt": {"config": "recipe", "system": prompts.label_list_prompt(),
-                                                  "dtype": "auto"}}
+    """name -> how the arm differs: TRL defaults (same data, same adapter), the course's recipe
+    in its own dtype (bf16 autocast where the CPU has bf16 units), the recipe forced to fp32
+    (only where that differs), the label-list prompt."""
+    found = {
+        "TRL defaults": {"config": "trl", "system": recipe.system_prompt, "dtype": "fp32"},
+        "course recipe": {"config": "recipe", "system": recipe.system_prompt, "dtype": "auto"},
+        "course recipe, fp32": {
+            "config": "recipe",
+            "system": recipe.system_prompt,
+            "dtype": "fp32",
+        },
+        "course recipe, label-list prompt": {
+            "config": "recipe",
+            "system": prompts.label_list_prompt(),
+            "dtype": "auto",
+        },
+    }
     if runtime.compute_dtype("cpu", "auto")[0] == "fp32":
-        del found["course recipe, fp32"]   # the recipe already runs in fp32 here
+        del found["course recipe, fp32"]  # the recipe already runs in fp32 here
     return found
 
 
@@ -85,18 +100,32 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
     model, tok = train.load_for_training(models.resolve(models.OFFLINE_PRESET), recipe, rt.device)
     ordered = rows if spec["config"] == "trl" else train.training_rows(rows, recipe)
     dataset = train.to_dataset(ordered, spec["system"])
-    if spec["config"] == "trl":   # TRL's defaults, plus only what a CPU run must set
-        args = SFTConfig(output_dir=str(out), max_steps=recipe.steps, use_cpu=True, bf16=False, report_to=[],
-                         save_strategy="no", logging_steps=1)
+    if spec["config"] == "trl":  # TRL's defaults, plus only what a CPU run must set
+        args = SFTConfig(
+            output_dir=str(out),
+            max_steps=recipe.steps,
+            use_cpu=True,
+            bf16=False,
+            report_to=[],
+            save_strategy="no",
+            logging_steps=1,
+        )
     else:
         args = train.sft_config(recipe, out, rt.device)
     if spec["config"] != "trl":
-        train.compact_lm_head_on_cpu()   # the course's switch: TRL's LM head scores only the answer positions on CPU
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                         peft_config=train.lora_config(recipe))
+        # the course's switch: TRL's LM head scores only the answer positions on CPU
+        train.compact_lm_head_on_cpu()
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        peft_config=train.lora_config(recipe),
+    )
     train.keep_adapters_fp32(trainer, rt.device)
     padded = real = 0
-    for i, batch in enumerate(trainer.get_train_dataloader()):   # the same sampler, seed and order as training
+    # the same sampler, seed and order as training
+    for i, batch in enumerate(trainer.get_train_dataloader()):
         if WARMUP_STEPS <= i < recipe.steps:
             padded += batch["input_ids"].numel()
             real += int(batch["attention_mask"].sum())
@@ -108,20 +137,36 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
     stats = train.run(trainer)
     seconds = stats["step_seconds"][recipe.steps] - stats["step_seconds"][WARMUP_STEPS]
     batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
-    return {"arm": name, "examples_per_s": steps * batch / seconds, "tokens_per_s": real / seconds,
-            "padding_share": 1 - real / padded, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-            "flops_per_token": flops_per_token(trainer.model.get_base_model(), loss_share, lora_params),
-            "seconds": seconds, "batch": batch, "checkpointing": getattr(args, train.CHECKPOINTING),
-            "sampling": str(args.train_sampling_strategy), "threads": rt.threads,
-            "dtype": "bf16" if getattr(args, "bf16", False) else "fp32"}
+    return {
+        "arm": name,
+        "examples_per_s": steps * batch / seconds,
+        "tokens_per_s": real / seconds,
+        "padding_share": 1 - real / padded,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "flops_per_token": flops_per_token(trainer.model.get_base_model(), loss_share, lora_params),
+        "seconds": seconds,
+        "batch": batch,
+        "checkpointing": getattr(args, train.CHECKPOINTING),
+        "sampling": str(args.train_sampling_strategy),
+        "threads": rt.threads,
+        "dtype": "bf16" if getattr(args, "bf16", False) else "fp32",
+    }
 
 
 def main(argv: list[str]) -> int:
     """Run every arm in a subprocess, then print the table and the ratios."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=12, help="timed steps per arm (after %d warm-up steps)" % WARMUP_STEPS)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=12,
+        help="timed steps per arm (after %d warm-up steps)" % WARMUP_STEPS,
+    )
     ap.add_argument("--out", default="runs/bench", help="scratch folder")
-    ap.add_argument("--arm", default="", help=argparse.SUPPRESS)   # internal: run one arm and print its JSON
+    # internal: run one arm and print its JSON
+    ap.add_argument("--arm", default="", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,34 +177,60 @@ def main(argv: list[str]) -> int:
     runtime.set_threads()
     data.write_jsonl(rows_path, rows_256())
     peaks = {"fp32": matmul_peak(), "bf16": matmul_peak(dtype=torch.bfloat16)}
-    print(f"matmul peak here: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16 "
-          f"({torch.get_num_threads()} threads; {runtime.cpu_label()})", flush=True)
+    print(
+        f"matmul peak here: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} GFLOP/s bf16 "
+        f"({torch.get_num_threads()} threads; {runtime.cpu_label()})",
+        flush=True,
+    )
     results = []
     for name, spec in arms(train.load_recipe()).items():
         env = dict(os.environ, WORKBOOK_DTYPE=spec["dtype"])
-        proc = subprocess.run([sys.executable, __file__, "--arm", name, "--steps", str(a.steps), "--out", str(out)],
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--arm", name, "--steps", str(a.steps), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if proc.returncode != 0:
             print(f"arm {name!r} failed: {proc.stderr.strip().splitlines()[-1]}", file=sys.stderr)
             return 1
         res = json.loads(proc.stdout.strip().splitlines()[-1])
-        res["mfu"] = res["tokens_per_s"] * res["flops_per_token"] / (peaks[res["dtype"]] * 1e9)   # against its dtype's peak
+        # against its dtype's peak
+        res["mfu"] = res["tokens_per_s"] * res["flops_per_token"] / (peaks[res["dtype"]] * 1e9)
         results.append(res)
-        print(f"{name:34s} {res['examples_per_s']:5.2f} ex/s  {res['tokens_per_s']:6.0f} tok/s  "
-              f"padding {res['padding_share']:5.1%}  peak RSS {res['peak_rss_gb']:.2f} GB  MFU {res['mfu']:5.1%}  "
-              f"({res['dtype']}, batch {res['batch']}, {res['sampling']}, checkpointing {res['checkpointing']})", flush=True)
+        print(
+            f"{name:34s} {res['examples_per_s']:5.2f} ex/s  {res['tokens_per_s']:6.0f} tok/s  "
+            f"padding {res['padding_share']:5.1%}  peak RSS {res['peak_rss_gb']:.2f} GB  MFU "
+            f"{res['mfu']:5.1%}  "
+            f"({res['dtype']}, batch {res['batch']}, {res['sampling']}, checkpointing "
+            f"{res['checkpointing']})",
+            flush=True,
+        )
     trl, ours = results[0], results[1]
-    print(f"\ncourse recipe / TRL defaults: {ours['examples_per_s'] / trl['examples_per_s']:.2f}x examples/s, "
-          f"{ours['tokens_per_s'] / trl['tokens_per_s']:.2f}x non-pad tokens/s; course recipe MFU {ours['mfu']:.1%} "
-          f"of the measured {ours['dtype']} matmul peak")
+    print(
+        f"\ncourse recipe / TRL defaults: {ours['examples_per_s'] / trl['examples_per_s']:.2f}x "
+        "examples/s, "
+        f"{ours['tokens_per_s'] / trl['tokens_per_s']:.2f}x non-pad tokens/s; course recipe MFU "
+        f"{ours['mfu']:.1%} "
+        f"of the measured {ours['dtype']} matmul peak"
+    )
     by_name = {r["arm"]: r for r in results}
     if "course recipe, fp32" in by_name:
-        print(f"course recipe in bf16 autocast / in fp32: "
-              f"{ours['examples_per_s'] / by_name['course recipe, fp32']['examples_per_s']:.2f}x examples/s")
-    print(f"one-line prompt / label-list prompt (same recipe): "
-          f"{ours['examples_per_s'] / by_name['course recipe, label-list prompt']['examples_per_s']:.2f}x examples/s")
-    (out / "sft_throughput.json").write_text(json.dumps({"matmul_peak_gflops": peaks, "cpu": runtime.cpu_label(),
-                                                         "arms": results}, indent=2))
+        print(
+            f"course recipe in bf16 autocast / in fp32: "
+            f"{ours['examples_per_s'] / by_name['course recipe, fp32']['examples_per_s']:.2f}x "
+            "examples/s"
+        )
+    label_list = by_name["course recipe, label-list prompt"]["examples_per_s"]
+    print(
+        f"one-line prompt / label-list prompt (same recipe): "
+        f"{ours['examples_per_s'] / label_list:.2f}x examples/s"
+    )
+    (out / "sft_throughput.json").write_text(
+        json.dumps(
+            {"matmul_peak_gflops": peaks, "cpu": runtime.cpu_label(), "arms": results}, indent=2
+        )
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Notebook 05's plumbing: the SFT policy, TRL configs for DPO/IPO/KTO/ORPO/GRPO, on-policy pairs, memory and timing."""
+"""Notebook 05's plumbing: the SFT policy, TRL configs for DPO/IPO/KTO/ORPO/GRPO, on-policy
+pairs, memory and timing."""
 
 from __future__ import annotations
 
@@ -18,24 +19,31 @@ from helpers.data import FIELDS, gold, ticket
 from helpers.evaluate import parse_output
 
 # Notebook 05's shared training settings; the notebook writes each trainer's own knobs out.
-MAX_LENGTH = 192          # a reply prompt + the longest (rambling) rejected reply fit in 192 tokens
-COLUMNS = {"pairs": ("prompt", "chosen", "rejected"), "kto": ("prompt", "completion", "label"),
-           "sft": ("prompt", "completion"), "grpo": ("prompt", *FIELDS)}
+MAX_LENGTH = 192  # a reply prompt + the longest (rambling) rejected reply fit in 192 tokens
+COLUMNS = {
+    "pairs": ("prompt", "chosen", "rejected"),
+    "kto": ("prompt", "completion", "label"),
+    "sft": ("prompt", "completion"),
+    "grpo": ("prompt", *FIELDS),
+}
 
 
 def policy(base_dir: str, adapter_dir: str | Path, trainable: bool = True):
-    """The fp32 base with notebook 04's adapter loaded (trainable): the starting point of every stage here."""
+    """The fp32 base with notebook 04's adapter loaded (trainable): the starting point of every
+    stage here."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from helpers.runtime import fast_generate
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    return fast_generate(PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable))  # fast rollouts
+    # fast rollouts
+    return fast_generate(PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable))
 
 
 def dataset(rows: list[dict], kind: str = "pairs"):
-    """A datasets.Dataset with only the columns a trainer reads: 'pairs' (DPO, IPO, ORPO), 'kto', 'sft' or 'grpo'."""
+    """A datasets.Dataset with only the columns a trainer reads: 'pairs' (DPO, IPO, ORPO), 'kto',
+    'sft' or 'grpo'."""
     from datasets import Dataset
 
     return Dataset.from_list([{k: r[k] for k in COLUMNS[kind]} for r in rows])
@@ -47,27 +55,35 @@ def series(trainer, key: str) -> list[tuple[int, float]]:
 
 
 def dpo_gap_for_loss(beta: float, loss: float = 0.1) -> float:
-    """The chosen-minus-rejected log-ratio gap (nats) at which the DPO loss -log sigmoid(beta * gap) falls to `loss`."""
+    """The chosen-minus-rejected log-ratio gap (nats) at which the DPO loss -log sigmoid(beta *
+    gap) falls to `loss`."""
     p = math.exp(-loss)
     return math.log(p / (1 - p)) / beta
 
 
 def dpo_loss_readout(beta: float) -> str:
     """The DPO-loss slider's read-out line."""
-    return (f"beta {beta:.2f}: the loss falls to 0.1 at a log-ratio gap of {dpo_gap_for_loss(beta):.1f} nats "
-            f"(0.693 at a gap of 0)")
+    return (
+        f"beta {beta:.2f}: the loss falls to 0.1 at a log-ratio gap of "
+        f"{dpo_gap_for_loss(beta):.1f} nats "
+        f"(0.693 at a gap of 0)"
+    )
 
 
 def first_last(points: list[tuple[int, float]], k: int = 3) -> tuple[float, float]:
-    """The mean of the first k and of the last k logged values: a trend that a single noisy step cannot fake."""
+    """The mean of the first k and of the last k logged values: a trend that a single noisy step
+    cannot fake."""
     vals = [v for _, v in points]
     if len(vals) < 2 * k:
-        raise ValueError(f"need at least {2 * k} logged steps to compare first and last {k}; got {len(vals)}")
+        raise ValueError(
+            f"need at least {2 * k} logged steps to compare first and last {k}; got {len(vals)}"
+        )
     return sum(vals[:k]) / k, sum(vals[-k:]) / k
 
 
 def error_kind(output: str, label: dict) -> str | None:
-    """None when the output is exactly right; else 'invalid JSON' or the wrong fields joined by '+'."""
+    """None when the output is exactly right; else 'invalid JSON' or the wrong fields joined by
+    '+'."""
     p = parse_output(output)
     if not p.valid:
         return "invalid JSON"
@@ -76,17 +92,26 @@ def error_kind(output: str, label: dict) -> str | None:
 
 
 def onpolicy_pairs(outputs: list[str], rows: list[dict], system: str) -> tuple[list[dict], Counter]:
-    """Each wrong triage answer becomes a pair: the model's own output rejected, the gold JSON chosen."""
+    """Each wrong triage answer becomes a pair: the model's own output rejected, the gold JSON
+    chosen."""
     pairs, kinds = [], Counter()
     for out, r in zip(outputs, rows):
         kind = error_kind(out, gold(r))
         if kind is None:
             continue
         kinds[kind] += 1
-        pairs.append({"id": f"onpolicy-{r['id']}", "prompt": [{"role": "system", "content": system},
-                                                              {"role": "user", "content": ticket(r)}],
-                      "chosen": [{"role": "assistant", "content": json.dumps(gold(r))}],
-                      "rejected": [{"role": "assistant", "content": out}], "failure": kind})
+        pairs.append(
+            {
+                "id": f"onpolicy-{r['id']}",
+                "prompt": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": ticket(r)},
+                ],
+                "chosen": [{"role": "assistant", "content": json.dumps(gold(r))}],
+                "rejected": [{"role": "assistant", "content": out}],
+                "failure": kind,
+            }
+        )
     return pairs, kinds
 
 
@@ -114,7 +139,8 @@ def rss_bytes() -> int:
 
 
 class PeakMemory:
-    """Peak memory while a block runs: CUDA allocated on a GPU, else the rise in process RSS (sampled every 20 ms)."""
+    """Peak memory while a block runs: CUDA allocated on a GPU, else the rise in process RSS
+    (sampled every 20 ms)."""
 
     def __enter__(self):
         self.cuda = torch.cuda.is_available()
@@ -123,7 +149,8 @@ class PeakMemory:
             self.start = torch.cuda.memory_allocated()
         else:
             try:
-                ctypes.CDLL("libc.so.6").malloc_trim(0)   # hand freed memory back, so the rise is this block's own
+                # hand freed memory back, so the rise is this block's own
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
             except OSError:
                 pass
             self.start = self.peak = rss_bytes()
@@ -148,7 +175,8 @@ class PeakMemory:
 
 
 def quiet_progress(trainer) -> None:
-    """Swap the trainer's per-step log printing for one tqdm bar (the logs stay in trainer.state.log_history)."""
+    """Swap the trainer's per-step log printing for one tqdm bar (the logs stay in
+    trainer.state.log_history)."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -168,50 +196,94 @@ def quiet_progress(trainer) -> None:
 
 
 def timed_train(trainer) -> dict:
-    """Train (one progress bar, no log spam); report seconds, seconds per step and the peak memory rise."""
+    """Train (one progress bar, no log spam); report seconds, seconds per step and the peak
+    memory rise."""
     quiet_progress(trainer)
     with PeakMemory() as mem:
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
     steps = trainer.state.global_step
-    return {"seconds": seconds, "steps": steps, "s_per_step": seconds / max(steps, 1), "peak_rise_gb": mem.rise_gb,
-            "memory_kind": "cuda allocated" if mem.cuda else "process RSS rise"}
+    return {
+        "seconds": seconds,
+        "steps": steps,
+        "s_per_step": seconds / max(steps, 1),
+        "peak_rise_gb": mem.rise_gb,
+        "memory_kind": "cuda allocated" if mem.cuda else "process RSS rise",
+    }
 
 
-def sample(model, tok, conversations: list[list[dict]], k: int, temperature: float = 1.0, max_new_tokens: int = 48,
-           batch_size: int | None = None, seed: int = 0) -> list[list[str]]:
-    """k sampled completions per conversation (for pass@k), seeded, left-padded balanced batches (runtime.GEN_ROWS)."""
+def sample(
+    model,
+    tok,
+    conversations: list[list[dict]],
+    k: int,
+    temperature: float = 1.0,
+    max_new_tokens: int = 48,
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> list[list[str]]:
+    """k sampled completions per conversation (for pass@k), seeded, left-padded balanced batches
+    (runtime.GEN_ROWS)."""
     from helpers.runtime import GEN_ROWS, autocast, decode_layout, generation_dtype, row_batches
 
     torch.manual_seed(seed)
-    amp = generation_dtype(model)   # bf16 autocast where the hardware has bf16 units (fp32 for a dynamic-int8 model)
+    # bf16 autocast where the hardware has bf16 units (fp32 for a dynamic-int8 model)
+    amp = generation_dtype(model)
     convs = [c for c in conversations for _ in range(k)]
     flat: list[str] = []
     batches = row_batches(len(convs), batch_size or GEN_ROWS)
     with decode_layout(model, amp, len(batches[0]) if batches else 0):
         for span in tqdm(batches, desc=f"sample k={k}", leave=False):
-            texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                     for c in convs[span.start:span.stop]]
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            texts = [
+                tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                for c in convs[span.start : span.stop]
+            ]
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                model.device
+            )
             with torch.inference_mode(), autocast(amp, model.device.type):
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                                     top_p=1.0, top_k=0, pad_token_id=tok.pad_token_id)
-            flat += [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
-    return [flat[i * k:(i + 1) * k] for i in range(len(conversations))]
+                gen = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=True,
+                    temperature=temperature,
+                    top_p=1.0,
+                    top_k=0,
+                    pad_token_id=tok.pad_token_id,
+                )
+            flat += [
+                t.strip()
+                for t in tok.batch_decode(
+                    gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+                )
+            ]
+    return [flat[i * k : (i + 1) * k] for i in range(len(conversations))]
 
 
-REPLY_TEMPERATURE = 0.7   # a common serving default for chat; notebook 06 measures what temperature does
+# a common serving default for chat; notebook 06 measures what temperature does
+REPLY_TEMPERATURE = 0.7
 
 
-def replies(model, tok, conversations: list[list[dict]], seed: int = 0, max_new_tokens: int = 72,
-            temperature: float = REPLY_TEMPERATURE) -> list[str]:
-    """One reply per prompt, sampled as a chat assistant is served (temperature 0.7), seeded for repeatability."""
-    return [group[0] for group in sample(model, tok, conversations, 1, temperature, max_new_tokens, seed=seed)]
+def replies(
+    model,
+    tok,
+    conversations: list[list[dict]],
+    seed: int = 0,
+    max_new_tokens: int = 72,
+    temperature: float = REPLY_TEMPERATURE,
+) -> list[str]:
+    """One reply per prompt, sampled as a chat assistant is served (temperature 0.7), seeded for
+    repeatability."""
+    return [
+        group[0]
+        for group in sample(model, tok, conversations, 1, temperature, max_new_tokens, seed=seed)
+    ]
 
 
 def completion_logps(model, tok, prompt: list[dict], completion: list[dict]) -> float:
-    """Summed log-probability of the completion's tokens given the chat prompt (what DPO's logps/* report)."""
+    """Summed log-probability of the completion's tokens given the chat prompt (what DPO's
+    logps/* report)."""
     head = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     full = tok.apply_chat_template(prompt + completion, tokenize=False)
     n_head = len(tok(head, add_special_tokens=False)["input_ids"])
@@ -219,22 +291,34 @@ def completion_logps(model, tok, prompt: list[dict], completion: list[dict]) -> 
     with torch.inference_mode():
         logits = model(input_ids=ids).logits[0, :-1].float()
     logp = torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None])[:, 0]
-    return logp[n_head - 1:].sum().item()
+    return logp[n_head - 1 :].sum().item()
 
 
 def pair_logps(model, tok, pairs: list[dict]) -> list[tuple[float, float]]:
-    """(log p(chosen), log p(rejected)) for each pair, on a fixed set, so models and steps compare like for like."""
+    """(log p(chosen), log p(rejected)) for each pair, on a fixed set, so models and steps
+    compare like for like."""
     model.eval()
-    return [(completion_logps(model, tok, p["prompt"], p["chosen"]), completion_logps(model, tok, p["prompt"], p["rejected"]))
-            for p in tqdm(pairs, desc="pair log-probs", leave=False)]
+    return [
+        (
+            completion_logps(model, tok, p["prompt"], p["chosen"]),
+            completion_logps(model, tok, p["prompt"], p["rejected"]),
+        )
+        for p in tqdm(pairs, desc="pair log-probs", leave=False)
+    ]
 
 
 def drift(after: list[tuple[float, float]], before: list[tuple[float, float]]) -> dict:
-    """How far a policy moved from its reference on fixed pairs: mean change of each side, the margin, the mean |change|."""
+    """How far a policy moved from its reference on fixed pairs: mean change of each side, the
+    margin, the mean |change|."""
     n = len(before)
     d_chosen = sum(a[0] - b[0] for a, b in zip(after, before)) / n
     d_rejected = sum(a[1] - b[1] for a, b in zip(after, before)) / n
     moved = sum(abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(after, before)) / (2 * n)
     acc = sum((a[0] - b[0]) > (a[1] - b[1]) for a, b in zip(after, before)) / n
-    return {"logp_chosen_change": d_chosen, "logp_rejected_change": d_rejected, "margin_change": d_chosen - d_rejected,
-            "mean_abs_change_nats": moved, "heldout_pref_accuracy": acc}
+    return {
+        "logp_chosen_change": d_chosen,
+        "logp_rejected_change": d_rejected,
+        "margin_change": d_chosen - d_rejected,
+        "mean_abs_change_nats": moved,
+        "heldout_pref_accuracy": acc,
+    }

@@ -1,4 +1,5 @@
-"""Anthropic as frontier baseline, teacher, judge and auditor. Runs only when ANTHROPIC_API_KEY is set."""
+"""Anthropic as frontier baseline, teacher, judge and auditor. Runs only when ANTHROPIC_API_KEY
+is set."""
 
 from __future__ import annotations
 
@@ -25,8 +26,13 @@ def client(http_client=None):
 def complete(cl, model: str, system: str, conversation: list[dict], max_tokens: int = 64) -> str:
     """One Messages call at temperature 0; returns the text of the reply."""
     msgs = [m for m in conversation if m["role"] != "system"]
-    resp = cl.messages.create(model=model, system=system, messages=msgs, max_tokens=max_tokens,
-                              extra_body={"temperature": 0})
+    resp = cl.messages.create(
+        model=model,
+        system=system,
+        messages=msgs,
+        max_tokens=max_tokens,
+        extra_body={"temperature": 0},
+    )
     return "".join(b.text for b in resp.content if getattr(b, "type", "") == "text").strip()
 
 
@@ -39,10 +45,15 @@ def classify(cl, model: str, conversations: list[list[dict]], max_tokens: int = 
     return outs
 
 
-JUDGE_MODEL = DEFAULT_MODEL   # the one place the reply judge's model id lives (notebook 05)
-PAIRWISE_SYSTEM = ("You judge customer-support replies. A good reply is polite, short and actionable, asks for the "
-                   "order number when an order-related ticket lacks one, never pushes an upsell, never refuses a "
-                   "valid request, and never invents a policy or fee. Answer with one token: A, B, or TIE.")
+JUDGE_MODEL = DEFAULT_MODEL  # the one place the reply judge's model id lives (notebook 05)
+PAIRWISE_SYSTEM = (
+    "You judge customer-support replies. A good reply is polite, short and "
+    "actionable, asks for the "
+    "order number when an order-related ticket lacks one, never pushes an upsell, "
+    "never refuses a "
+    "valid request, and never invents a policy or fee. Answer with one token: A, B, "
+    "or TIE."
+)
 
 
 class JudgeError(ValueError):
@@ -50,7 +61,8 @@ class JudgeError(ValueError):
 
 
 def parse_verdict(text: str) -> str:
-    """'A', 'B' or 'tie' from the judge's answer; anything else raises JudgeError quoting the answer."""
+    """'A', 'B' or 'tie' from the judge's answer; anything else raises JudgeError quoting the
+    answer."""
     word = text.strip().strip(".*").upper()
     if word in ("A", "B"):
         return word
@@ -59,30 +71,54 @@ def parse_verdict(text: str) -> str:
     raise JudgeError(f"judge answer {text[:60]!r} is not A, B or TIE")
 
 
-TRIAGE_PAIRWISE_SYSTEM = ("You judge two triage outputs for one customer-support ticket. The right output is strict JSON "
-                          "with exactly intent, urgency (low|medium|high) and order_id (the ticket's ORD- number or "
-                          "null), and its labels fit the ticket. Answer with one token: A, B, or TIE.")
+TRIAGE_PAIRWISE_SYSTEM = (
+    "You judge two triage outputs for one customer-support ticket. The right "
+    "output is strict JSON "
+    "with exactly intent, urgency (low|medium|high) and order_id (the "
+    "ticket's ORD- number or "
+    "null), and its labels fit the ticket. Answer with one token: A, B, or "
+    "TIE."
+)
 
 
-def pairwise(cl, model: str, ticket: str, reply_a: str, reply_b: str, system: str = PAIRWISE_SYSTEM) -> str:
-    """One pairwise comparison at temperature 0: which output for this ticket is better ('A', 'B' or 'tie')."""
-    user = f"<ticket>{ticket}</ticket>\n<reply_a>{reply_a}</reply_a>\n<reply_b>{reply_b}</reply_b>\nWhich reply is better?"
-    return parse_verdict(complete(cl, model, system, [{"role": "user", "content": user}], max_tokens=5))
+def pairwise(
+    cl, model: str, ticket: str, reply_a: str, reply_b: str, system: str = PAIRWISE_SYSTEM
+) -> str:
+    """One pairwise comparison at temperature 0: which output for this ticket is better ('A', 'B'
+    or 'tie')."""
+    user = (
+        f"<ticket>{ticket}</ticket>\n<reply_a>{reply_a}</reply_a>\n"
+        f"<reply_b>{reply_b}</reply_b>\nWhich reply is better?"
+    )
+    return parse_verdict(
+        complete(cl, model, system, [{"role": "user", "content": user}], max_tokens=5)
+    )
 
 
-def judge_both_orders(cl, model: str, items: list[tuple[str, str, str]], system: str = PAIRWISE_SYSTEM) -> dict:
-    """Judge (ticket, candidate, baseline) triples in both orders; win rate, position bias and unreadable answers."""
+def judge_both_orders(
+    cl, model: str, items: list[tuple[str, str, str]], system: str = PAIRWISE_SYSTEM
+) -> dict:
+    """Judge (ticket, candidate, baseline) triples in both orders; win rate, position bias and
+    unreadable answers."""
     wins, first_pos, unparsed, n, verdicts = 0.0, 0, 0, 0, []
     for ticket, cand, base in tqdm(items, desc=f"judge {model}", leave=False):
         try:
-            v1, v2 = pairwise(cl, model, ticket, cand, base, system), pairwise(cl, model, ticket, base, cand, system)
+            v1, v2 = (
+                pairwise(cl, model, ticket, cand, base, system),
+                pairwise(cl, model, ticket, base, cand, system),
+            )
         except JudgeError:
             unparsed += 1
             continue
         n += 1
         verdicts.append((v1, v2))
         score = {"A": 1.0, "tie": 0.5, "B": 0.0}
-        wins += (score[v1] + 1.0 - score[v2]) / 2      # the candidate is A first, then B
+        wins += (score[v1] + 1.0 - score[v2]) / 2  # the candidate is A first, then B
         first_pos += (v1 == "A") + (v2 == "A")
-    return {"n": n, "win_rate": wins / n if n else None, "first_position_share": first_pos / (2 * n) if n else None,
-            "unparsed": unparsed, "verdicts": verdicts}
+    return {
+        "n": n,
+        "win_rate": wins / n if n else None,
+        "first_position_share": first_pos / (2 * n) if n else None,
+        "unparsed": unparsed,
+        "verdicts": verdicts,
+    }

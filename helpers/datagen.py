@@ -14,23 +14,35 @@ from helpers import phrasebook as pb
 from helpers.data import write_jsonl
 from helpers.rawdump import make_raw_dump
 from helpers.tickets import make_ticket, record, sample_urgency, surface_noise, when
+
 SIZES = {"train": 1500, "eval": 200, "canary": 24, "raw_dump": 3000}
 SEEDS = {"train": 11, "eval": 22, "canary": 33, "raw_dump": 44}
 
 
-def clean_set(name: str, family: str, n: int, seed: int, avoid: set[str] = frozenset()) -> list[dict]:
+def clean_set(
+    name: str, family: str, n: int, seed: int, avoid: set[str] = frozenset()
+) -> list[dict]:
     """Generate n unique, correctly labelled tickets from one family."""
     rng = random.Random(seed)
     rows, seen = [], set(avoid)
     while len(rows) < n:
-        intent = pb.INTENTS[len(rows) % len(pb.INTENTS)] if name == "canary" else rng.choice(pb.INTENTS)
+        intent = (
+            pb.INTENTS[len(rows) % len(pb.INTENTS)] if name == "canary" else rng.choice(pb.INTENTS)
+        )
         t = make_ticket(rng, family, intent, sample_urgency(rng, intent))
         text = surface_noise(rng, t)
         if text.lower() in seen:
             continue
         seen.add(text.lower())
-        rows.append(record(f"{name}-{len(rows):05d}", f"{name[0]}{rng.randint(0, n // 2):05d}",
-                            when(rng), text, t.label))
+        rows.append(
+            record(
+                f"{name}-{len(rows):05d}",
+                f"{name[0]}{rng.randint(0, n // 2):05d}",
+                when(rng),
+                text,
+                t.label,
+            )
+        )
     return rows
 
 
@@ -45,22 +57,30 @@ def counts(rows: list[dict], key: str) -> dict[str, int]:
 
 def card(name: str, rows: list[dict], purpose: str) -> str:
     """A short markdown data card for one generated file."""
-    lines = [f"# Data card: {name}.jsonl", "", purpose, "",
-             f"- rows: {len(rows)}", f"- generator: `helpers.datagen` (seed {SEEDS[name]}); "
-             "`python -m helpers.datagen` rewrites it byte for byte",
-             "- format: one JSON object a line: `id`, `user_id`, `created_at`, `messages` "
-             "(user ticket, assistant JSON per `ticket_schema.json`)",
-             f"- intents: {counts(rows, 'intent')}", f"- urgency: {counts(rows, 'urgency')}",
-             "- synthetic: no real customer wrote any of it; names, e-mails and numbers are invented"]
+    lines = [
+        f"# Data card: {name}.jsonl",
+        "",
+        purpose,
+        "",
+        f"- rows: {len(rows)}",
+        f"- generator: `helpers.datagen` (seed {SEEDS[name]}); "
+        "`python -m helpers.datagen` rewrites it byte for byte",
+        "- format: one JSON object a line: `id`, `user_id`, `created_at`, `messages` "
+        "(user ticket, assistant JSON per `ticket_schema.json`)",
+        f"- intents: {counts(rows, 'intent')}",
+        f"- urgency: {counts(rows, 'urgency')}",
+        "- synthetic: no real customer wrote any of it; names, e-mails and numbers are invented",
+    ]
     return "\n".join(lines) + "\n"
 
 
 PURPOSES = {
     "train": "Training pool. Train-family templates, products and cue phrases only.",
-    "eval": "Held-out eval set. Its templates, products, cue phrases and fillers never appear in the "
-            "train family, so scores measure generalisation, not memorised strings.",
+    "eval": "Held-out eval set. Its templates, products, cue phrases and fillers never appear in "
+    "the "
+    "train family, so scores measure generalisation, not memorised strings.",
     "canary": "Small canary set: every intent, eval-family phrasing. A fast smoke check for "
-              "serving and regressions.",
+    "serving and regressions.",
 }
 
 
@@ -76,7 +96,9 @@ def write_all(data_dir: Path) -> dict[str, int]:
     out = {"train": train, "eval": ev, "canary": canary}
     for name, rows in out.items():
         write_jsonl(data_dir / f"{name}.jsonl", rows)
-        (data_dir / f"{name}.card.md").write_text(card(name, rows, PURPOSES[name]), encoding="utf-8")
+        (data_dir / f"{name}.card.md").write_text(
+            card(name, rows, PURPOSES[name]), encoding="utf-8"
+        )
     sizes = {k: len(v) for k, v in out.items()}
     sizes["raw_dump"] = make_raw_dump(data_dir, SIZES["raw_dump"], SEEDS["raw_dump"])
     return sizes
@@ -85,5 +107,7 @@ def write_all(data_dir: Path) -> dict[str, int]:
 if __name__ == "__main__":
     import sys
 
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "data"
+    target = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "data"
+    )
     print(write_all(target))

@@ -6,7 +6,13 @@ import math
 
 from dataclasses import dataclass, field
 
-VALID_REASONS = ("style_persona", "strict_format", "distillation", "private_domain", "latency_privacy")
+VALID_REASONS = (
+    "style_persona",
+    "strict_format",
+    "distillation",
+    "private_domain",
+    "latency_privacy",
+)
 MIN_GAIN = 0.15
 
 
@@ -28,7 +34,8 @@ class TaskProfile:
 
 @dataclass
 class Verdict:
-    """The gate's answer: 'DO NOT TRAIN', 'WARN' or 'PROCEED', with the failed checks and warnings."""
+    """The gate's answer: 'DO NOT TRAIN', 'WARN' or 'PROCEED', with the failed checks and
+    warnings."""
 
     decision: str
     failed: list[str] = field(default_factory=list)
@@ -56,17 +63,22 @@ def checks(t: TaskProfile) -> dict[str, bool]:
 
 
 def should_finetune(t: TaskProfile) -> Verdict:
-    """Run the gate: any failed check means DO NOT TRAIN; a weak motivation or small gain means WARN."""
+    """Run the gate: any failed check means DO NOT TRAIN; a weak motivation or small gain means
+    WARN."""
     failed = [name for name, ok in checks(t).items() if not ok]
     if failed:
         return Verdict("DO NOT TRAIN", failed=failed)
     warnings = []
     if t.motivation not in VALID_REASONS:
-        warnings.append(f"motivation {t.motivation!r} is not one of {', '.join(VALID_REASONS)}; "
-                        "prompting or RAG usually serves it better")
+        warnings.append(
+            f"motivation {t.motivation!r} is not one of {', '.join(VALID_REASONS)}; "
+            "prompting or RAG usually serves it better"
+        )
     gain = t.eval_target - (t.prompt_baseline or 0.0)
     if gain < MIN_GAIN:
-        warnings.append(f"expected gain {gain:.0%} is below {MIN_GAIN:.0%}: the upkeep likely outweighs it")
+        warnings.append(
+            f"expected gain {gain:.0%} is below {MIN_GAIN:.0%}: the upkeep likely outweighs it"
+        )
     return Verdict("WARN" if warnings else "PROCEED", warnings=warnings)
 
 
@@ -89,18 +101,35 @@ def roi(c: Costs) -> dict[str, float]:
     upfront = c.tune_cost + c.labelled_set_cost + c.engineer_cost
     upkeep_per_year = c.maintenance_rate_per_year * upfront
     net_per_day = saving_per_day - upkeep_per_year / 365
-    return {"prompted_per_year": c.requests_per_day * c.prompted_cost_per_request * 365,
-            "tuned_per_year": c.requests_per_day * c.tuned_cost_per_request * 365,
-            "gross_saving_per_year": saving_per_day * 365, "upfront": upfront,
-            "upkeep_per_year": upkeep_per_year, "net_saving_per_year": net_per_day * 365,
-            "payback_days": upfront / net_per_day if net_per_day > 0 else float("inf")}
+    return {
+        "prompted_per_year": c.requests_per_day * c.prompted_cost_per_request * 365,
+        "tuned_per_year": c.requests_per_day * c.tuned_cost_per_request * 365,
+        "gross_saving_per_year": saving_per_day * 365,
+        "upfront": upfront,
+        "upkeep_per_year": upkeep_per_year,
+        "net_saving_per_year": net_per_day * 365,
+        "payback_days": upfront / net_per_day if net_per_day > 0 else float("inf"),
+    }
 
 
-def slider_costs(requests_per_day: float, prompted_cost: float, tuned_cost: float, build_cost: float,
-                 upkeep: float, tune_cost: float = 200.0) -> Costs:
-    """The payback sliders' inputs as Costs: build_cost is everything up front, including the tune itself."""
-    return Costs(requests_per_day, prompted_cost, tuned_cost, tune_cost=tune_cost,
-                 labelled_set_cost=build_cost - tune_cost, maintenance_rate_per_year=upkeep)
+def slider_costs(
+    requests_per_day: float,
+    prompted_cost: float,
+    tuned_cost: float,
+    build_cost: float,
+    upkeep: float,
+    tune_cost: float = 200.0,
+) -> Costs:
+    """The payback sliders' inputs as Costs: build_cost is everything up front, including the
+    tune itself."""
+    return Costs(
+        requests_per_day,
+        prompted_cost,
+        tuned_cost,
+        tune_cost=tune_cost,
+        labelled_set_cost=build_cost - tune_cost,
+        maintenance_rate_per_year=upkeep,
+    )
 
 
 def payback_text(payback_days: float, horizon_days: int) -> str:
@@ -116,8 +145,11 @@ def payback_text(payback_days: float, horizon_days: int) -> str:
 def readout(c: Costs, horizon_days: int = 365) -> str:
     """One line with every number the payback sliders move."""
     r = roi(c)
-    return (f"net saving {r['net_saving_per_year']:,.0f} USD/year · {payback_text(r['payback_days'], horizon_days)} · "
-            f"up front {r['upfront']:,.0f} USD, upkeep {r['upkeep_per_year']:,.0f} USD/year")
+    return (
+        f"net saving {r['net_saving_per_year']:,.0f} USD/year · "
+        f"{payback_text(r['payback_days'], horizon_days)} · "
+        f"up front {r['upfront']:,.0f} USD, upkeep {r['upkeep_per_year']:,.0f} USD/year"
+    )
 
 
 def rule_of_200(score: float, n_eval: int, top_field_share: float) -> str:
@@ -131,6 +163,10 @@ def rule_of_200(score: float, n_eval: int, top_field_share: float) -> str:
         verdict = "worth fine-tuning" if systematic else "check the failures before training"
         return f"60-85% with {kind} failures: {verdict}" + note
     kind = "concentrated in one field" if systematic else "spread over every field"
-    return (f"below 60% ({kind}): far below the rule's band. For a format/labelling task a small model "
-            "has never seen, that is the gap fine-tuning targets; for reasoning it would be a model-size "
-            "problem" + note)
+    return (
+        f"below 60% ({kind}): far below the rule's band. For a format/labelling task a small "
+        "model "
+        "has never seen, that is the gap fine-tuning targets; for reasoning it would be a "
+        "model-size "
+        "problem" + note
+    )

@@ -1,4 +1,5 @@
-"""Label repair (format drift -> strict schema) and label audits: an offline classifier and a Claude judge."""
+"""Label repair (format drift -> strict schema) and label audits: an offline classifier and a
+Claude judge."""
 
 from __future__ import annotations
 
@@ -13,12 +14,21 @@ from jsonschema import Draft202012Validator
 from helpers.data import FIELDS, schema
 from helpers.evaluate import first_object
 
-KEY_ALIASES = {"category": "intent", "intent_label": "intent", "type": "intent", "priority": "urgency",
-               "severity": "urgency", "order": "order_id", "orderid": "order_id", "order_number": "order_id"}
+KEY_ALIASES = {
+    "category": "intent",
+    "intent_label": "intent",
+    "type": "intent",
+    "priority": "urgency",
+    "severity": "urgency",
+    "order": "order_id",
+    "orderid": "order_id",
+    "order_number": "order_id",
+}
 
 
 def _as_dict(text: str) -> tuple[dict | None, str]:
-    """Try strict JSON, then an embedded JSON object, a Python dict literal and YAML; say which worked."""
+    """Try strict JSON, then an embedded JSON object, a Python dict literal and YAML; say which
+    worked."""
     text = text.strip()
     try:
         obj = json.loads(text)
@@ -44,7 +54,8 @@ def _as_dict(text: str) -> tuple[dict | None, str]:
 
 
 def repair_label(text: str) -> tuple[dict | None, str]:
-    """Normalise an assistant answer to the strict schema; return (label or None, what was done or why not)."""
+    """Normalise an assistant answer to the strict schema; return (label or None, what was done
+    or why not)."""
     obj, how = _as_dict(text)
     if obj is None:
         return None, how
@@ -72,16 +83,20 @@ class AuditResult:
     confidence: list[float]
 
 
-def classifier_audit(texts: list[str], labels: list[str], seed: int = 0, threshold: float = 0.6,
-                     folds: int = 5) -> AuditResult:
-    """Confident-learning style: flag rows whose out-of-fold TF-IDF+LR prediction confidently disagrees."""
+def classifier_audit(
+    texts: list[str], labels: list[str], seed: int = 0, threshold: float = 0.6, folds: int = 5
+) -> AuditResult:
+    """Confident-learning style: flag rows whose out-of-fold TF-IDF+LR prediction confidently
+    disagrees."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
 
-    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
-                         LogisticRegression(max_iter=2000, C=4.0))
+    pipe = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
+        LogisticRegression(max_iter=2000, C=4.0),
+    )
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     proba = cross_val_predict(pipe, texts, labels, cv=cv, method="predict_proba")
     classes = np.array(sorted(set(labels)))
@@ -93,8 +108,11 @@ def classifier_audit(texts: list[str], labels: list[str], seed: int = 0, thresho
     return AuditResult(flagged.tolist(), classes[best].tolist(), conf.round(4).tolist())
 
 
-JUDGE_SYSTEM = ("You audit training labels for a support-ticket triager. Given a ticket and its label, reply with "
-                "exactly GOOD if the label is correct under these rules, else BAD.\n")
+JUDGE_SYSTEM = (
+    "You audit training labels for a support-ticket triager. Given a ticket and its "
+    "label, reply with "
+    "exactly GOOD if the label is correct under these rules, else BAD.\n"
+)
 
 
 def claude_judge(cl, model: str, rules: str, pairs: list[tuple[str, dict]]) -> list[bool]:
@@ -103,6 +121,13 @@ def claude_judge(cl, model: str, rules: str, pairs: list[tuple[str, dict]]) -> l
 
     verdicts = []
     for text, label in pairs:
-        msg = [{"role": "user", "content": f"<ticket>{text}</ticket>\n<label>{json.dumps(label)}</label>"}]
-        verdicts.append(complete(cl, model, JUDGE_SYSTEM + rules, msg, max_tokens=5).upper().startswith("BAD"))
+        msg = [
+            {
+                "role": "user",
+                "content": f"<ticket>{text}</ticket>\n<label>{json.dumps(label)}</label>",
+            }
+        ]
+        verdicts.append(
+            complete(cl, model, JUDGE_SYSTEM + rules, msg, max_tokens=5).upper().startswith("BAD")
+        )
     return verdicts

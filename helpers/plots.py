@@ -35,26 +35,39 @@ def payback_plot(c: Costs, horizon_days: int = 60):
     r = roi(c)
     days = np.arange(0, horizon_days + 1)
     prompted = days * c.requests_per_day * c.prompted_cost_per_request
-    tuned = r["upfront"] + days * (c.requests_per_day * c.tuned_cost_per_request + r["upkeep_per_year"] / 365)
+    tuned = r["upfront"] + days * (
+        c.requests_per_day * c.tuned_cost_per_request + r["upkeep_per_year"] / 365
+    )
     fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     ax.plot(days, prompted, label="prompted frontier model")
     ax.plot(days, tuned, label="fine-tuned small model (incl. up-front cost)")
     if r["payback_days"] <= horizon_days:
         ax.axvline(r["payback_days"], ls="--", c="grey")
-        ax.annotate(f"payback {r['payback_days']:.1f} days", (r["payback_days"], max(prompted.max(), tuned.max()) * 0.9),
-                    xytext=(4, 0), textcoords="offset points", fontsize=8)
+        ax.annotate(
+            f"payback {r['payback_days']:.1f} days",
+            (r["payback_days"], max(prompted.max(), tuned.max()) * 0.9),
+            xytext=(4, 0),
+            textcoords="offset points",
+            fontsize=8,
+        )
     ax.set_xlabel("days in production")
     ax.set_ylabel("cumulative cost (USD)")
-    ax.set_title(f"Net saving {r['net_saving_per_year']:,.0f} USD/year; {payback_text(r['payback_days'], horizon_days)}",
-                 fontsize=10)
-    fig.legend(fontsize=8, loc="outside lower center", ncols=2)  # below the axes: it never covers a line
+    ax.set_title(
+        f"Net saving {r['net_saving_per_year']:,.0f} USD/year; "
+        f"{payback_text(r['payback_days'], horizon_days)}",
+        fontsize=10,
+    )
+    # below the axes: it never covers a line
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2)
     return fig
 
 
 def memory_bars(gb: dict[str, float], title: str):
     """Horizontal bars of training GB per method, each labelled inside the chart's edge."""
     fig, ax = plt.subplots(figsize=(8, 2.8), layout="constrained")
-    bars = ax.barh(list(gb), list(gb.values()), color=["tab:red", "tab:blue", "tab:green"][: len(gb)])
+    bars = ax.barh(
+        list(gb), list(gb.values()), color=["tab:red", "tab:blue", "tab:green"][: len(gb)]
+    )
     ax.bar_label(bars, fmt="%.1f GB", fontsize=8, padding=3)
     ax.set_xlim(0, max(gb.values()) * 1.25)  # room for the longest bar's label
     ax.set(xlabel="training memory (GB, batch 1, grad. checkpointing)")
@@ -77,13 +90,19 @@ def funnel(steps: list[tuple[str, int]], title: str = "Rows kept after each clea
 
 
 def threshold_sweep(curves: dict[str, list[tuple[float, dict]]], mark: dict[str, float]):
-    """Recall and precision against the threshold, one panel per method; dashed lines mark the chosen values."""
+    """Recall and precision against the threshold, one panel per method; dashed lines mark the
+    chosen values."""
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.4), squeeze=False)
     for ax, (method, pts) in zip(axes[0], curves.items()):
         th = [t for t, _ in pts]
         ax.plot(th, [s["recall"] for _, s in pts], "o-", label="recall (planted re-sends)")
         ax.plot(th, [s["precision"] for _, s in pts], "s--", label="precision (planted only)")
-        ax.plot(th, [s["precision_with_twins"] for _, s in pts], "^-", label="precision (+ template twins)")
+        ax.plot(
+            th,
+            [s["precision_with_twins"] for _, s in pts],
+            "^-",
+            label="precision (+ template twins)",
+        )
         if method in mark:
             ax.axvline(mark[method], c="grey", ls=":")
         ax.set_xlabel("similarity threshold" + (" (cosine)" if method == "tfidf" else " (Jaccard)"))

@@ -7,23 +7,30 @@ from pathlib import Path
 
 from helpers.data import gold, intents, ticket
 
-RECIPE_PATH = Path(__file__).with_name("recipes") / "sft.yaml"   # the SFT recipe, which holds the trained prompt
+# the SFT recipe, which holds the trained prompt
+RECIPE_PATH = Path(__file__).with_name("recipes") / "sft.yaml"
 
-ZERO_SHOT_SYSTEM = ("Classify the customer support ticket. Reply with JSON only, with keys "
-                    "intent, urgency and order_id.")
+ZERO_SHOT_SYSTEM = (
+    "Classify the customer support ticket. Reply with JSON only, with keys "
+    "intent, urgency and order_id."
+)
 
 
 def train_system_prompt() -> str:
-    """The one-line prompt the fine-tuned model is trained and served with (from the SFT recipe file)."""
+    """The one-line prompt the fine-tuned model is trained and served with (from the SFT recipe
+    file)."""
     import yaml
 
     return str(yaml.safe_load(RECIPE_PATH.read_text())["system_prompt"])
 
 
 def label_list_prompt() -> str:
-    """The earlier trained prompt, which spells out the label set (~60 tokens more per row); kept to compare."""
-    return (f"Triage the support ticket. Reply with JSON only: intent ({'|'.join(intents())}), "
-            'urgency (low|medium|high), order_id ("ORD-" and 6 digits from the ticket, or null).')
+    """The earlier trained prompt, which spells out the label set (~60 tokens more per row); kept
+    to compare."""
+    return (
+        f"Triage the support ticket. Reply with JSON only: intent ({'|'.join(intents())}), "
+        'urgency (low|medium|high), order_id ("ORD-" and 6 digits from the ticket, or null).'
+    )
 
 
 def xml_system_prompt() -> str:
@@ -31,7 +38,8 @@ def xml_system_prompt() -> str:
     return (
         "<task>Triage one customer support ticket into strict JSON.</task>\n"
         f"<intents>{', '.join(intents())}</intents>\n"
-        "<urgency>high: money taken wrongly, safety, security breach, locked out with a same-day need, "
+        "<urgency>high: money taken wrongly, safety, security breach, locked out with a same-day "
+        "need, "
         "a deadline within a day, or open fury. low: pre-purchase questions or 'no rush'. "
         "medium: everything else.</urgency>\n"
         "<order_id>The ORD- number with 6 digits from the ticket, or null.</order_id>\n"
@@ -40,7 +48,8 @@ def xml_system_prompt() -> str:
 
 
 def pick_shots(pool: list[dict], k: int, param: str = "k") -> list[dict]:
-    """k examples with distinct intents (first seen in pool order); a ValueError naming `param` if there are fewer."""
+    """k examples with distinct intents (first seen in pool order); a ValueError naming `param`
+    if there are fewer."""
     shots, seen = [], set()
     for rec in pool:
         g = gold(rec)
@@ -50,20 +59,29 @@ def pick_shots(pool: list[dict], k: int, param: str = "k") -> list[dict]:
         if len(shots) == k:
             break
     if len(shots) < k:
-        raise ValueError(f"{param}={k} asks for {k} shots with distinct intents, but the pool has only {len(shots)}")
+        raise ValueError(
+            f"{param}={k} asks for {k} shots with distinct intents, but the pool has "
+            f"only {len(shots)}"
+        )
     return shots
 
 
 def messages(text: str, mode: str, shots: list[dict] = ()) -> list[dict]:
-    """Chat messages for one ticket: 'zero_shot' (bare), 'trained' (the recipe's one-line prompt) or 'few_shot' (XML + examples)."""
+    """Chat messages for one ticket: 'zero_shot' (bare), 'trained' (the recipe's one-line prompt)
+    or 'few_shot' (XML + examples)."""
     if mode == "zero_shot":
         return [{"role": "system", "content": ZERO_SHOT_SYSTEM}, {"role": "user", "content": text}]
     if mode == "trained":
-        return [{"role": "system", "content": train_system_prompt()}, {"role": "user", "content": text}]
+        return [
+            {"role": "system", "content": train_system_prompt()},
+            {"role": "user", "content": text},
+        ]
     if mode != "few_shot":
         raise ValueError(f"unknown prompt mode {mode!r}; use 'zero_shot', 'trained' or 'few_shot'")
     msgs = [{"role": "system", "content": xml_system_prompt()}]
     for s in shots:
-        msgs += [{"role": "user", "content": ticket(s)},
-                 {"role": "assistant", "content": json.dumps(gold(s))}]
+        msgs += [
+            {"role": "user", "content": ticket(s)},
+            {"role": "assistant", "content": json.dumps(gold(s))},
+        ]
     return msgs + [{"role": "user", "content": text}]

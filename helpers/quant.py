@@ -1,4 +1,5 @@
-"""Notebook 04: 4-bit quantisation from scratch (NF4, uniform int4, FP4), blockwise absmax and double quantisation."""
+"""Notebook 04: 4-bit quantisation from scratch (NF4, uniform int4, FP4), blockwise absmax and
+double quantisation."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from scipy.stats import norm
 
 
 def nf4_levels() -> torch.Tensor:
-    """The 16 NormalFloat-4 levels: normal quantiles, 8 positive and 7 negative plus an exact zero, scaled to [-1, 1]."""
-    offset = (1 - 1 / (2 * 15) + 1 - 1 / (2 * 16)) / 2       # keeps the extreme quantiles finite (~0.9677)
+    """The 16 NormalFloat-4 levels: normal quantiles, 8 positive and 7 negative plus an exact
+    zero, scaled to [-1, 1]."""
+    # keeps the extreme quantiles finite (~0.9677)
+    offset = (1 - 1 / (2 * 15) + 1 - 1 / (2 * 16)) / 2
     pos = norm.ppf(torch.linspace(offset, 0.5, 9).numpy()[:-1])
     neg = -norm.ppf(torch.linspace(offset, 0.5, 8).numpy()[:-1])
     levels = torch.tensor(sorted([*pos, 0.0, *neg]), dtype=torch.float32)
@@ -32,22 +35,30 @@ def fp4_levels() -> torch.Tensor:
 class Quantised:
     """4-bit codes plus one absmax scale per block (optionally themselves quantised to 8 bits)."""
 
-    codes: torch.Tensor      # uint8 indices into the level table, one per weight
-    absmax: torch.Tensor     # fp32 per block, or the dequantised double-quantised values
+    codes: torch.Tensor  # uint8 indices into the level table, one per weight
+    absmax: torch.Tensor  # fp32 per block, or the dequantised double-quantised values
     levels: torch.Tensor
     shape: torch.Size
     block: int
     bits_per_param: float
 
 
-def quantise(w: torch.Tensor, levels: torch.Tensor, block: int = 64, double_quant: bool = False,
-             dq_block: int = 256) -> Quantised:
-    """Blockwise absmax quantisation: scale each block of `block` weights to [-1, 1], snap to the nearest level."""
+def quantise(
+    w: torch.Tensor,
+    levels: torch.Tensor,
+    block: int = 64,
+    double_quant: bool = False,
+    dq_block: int = 256,
+) -> Quantised:
+    """Blockwise absmax quantisation: scale each block of `block` weights to [-1, 1], snap to the
+    nearest level."""
     flat = w.detach().float().flatten()
     pad = (-len(flat)) % block
     blocks = torch.cat([flat, flat.new_zeros(pad)]).view(-1, block)
     absmax = blocks.abs().amax(dim=1).clamp_min(1e-12)
-    codes = (blocks / absmax[:, None]).unsqueeze(-1).sub(levels).abs().argmin(dim=-1).to(torch.uint8)
+    codes = (
+        (blocks / absmax[:, None]).unsqueeze(-1).sub(levels).abs().argmin(dim=-1).to(torch.uint8)
+    )
     bits = 4 + 32 / block
     if double_quant:
         absmax, extra_bits = double_quantise(absmax, dq_block)
@@ -56,7 +67,8 @@ def quantise(w: torch.Tensor, levels: torch.Tensor, block: int = 64, double_quan
 
 
 def double_quantise(absmax: torch.Tensor, dq_block: int = 256) -> tuple[torch.Tensor, float]:
-    """Quantise the fp32 block scales to 8 bits (mean-centred, blockwise absmax); return them and bits per block."""
+    """Quantise the fp32 block scales to 8 bits (mean-centred, blockwise absmax); return them and
+    bits per block."""
     mean = absmax.mean()
     centred = absmax - mean
     pad = (-len(centred)) % dq_block
@@ -75,5 +87,5 @@ def dequantise(q: Quantised) -> torch.Tensor:
 
 def error(w: torch.Tensor, w_hat: torch.Tensor) -> dict[str, float]:
     """Reconstruction error: RMSE, and the relative Frobenius error ||w - w_hat|| / ||w||."""
-    d = (w.float() - w_hat.float())
+    d = w.float() - w_hat.float()
     return {"rmse": float(d.pow(2).mean().sqrt()), "rel_error": float(d.norm() / w.float().norm())}

@@ -13,14 +13,35 @@ from pathlib import Path
 
 from helpers import phrasebook as pb
 from helpers.data import MAX_TICKET_CHARS
-from helpers.tickets import Ticket, add_typos, make_ticket, record, sample_urgency, surface_noise, when
+from helpers.tickets import (
+    Ticket,
+    add_typos,
+    make_ticket,
+    record,
+    sample_urgency,
+    surface_noise,
+    when,
+)
 
-RATES = {"pii": 0.15, "injection": 0.03, "wrong_label": 0.09, "format_drift": 0.06, "duplicate": 0.10}
+RATES = {
+    "pii": 0.15,
+    "injection": 0.03,
+    "wrong_label": 0.09,
+    "format_drift": 0.06,
+    "duplicate": 0.10,
+}
 # A real queue is skewed: order questions dominate, account lock-outs are rare.
-INTENT_WEIGHTS = {"order_status": 0.22, "refund_request": 0.16, "billing_issue": 0.15, "technical_problem": 0.14,
-                  "shipping_change": 0.10, "cancel_subscription": 0.09, "product_question": 0.09,
-                  "account_access": 0.05}
-N_LENGTH_DEFECTS = 15   # each of: empty, whitespace-only, overlong
+INTENT_WEIGHTS = {
+    "order_status": 0.22,
+    "refund_request": 0.16,
+    "billing_issue": 0.15,
+    "technical_problem": 0.14,
+    "shipping_change": 0.10,
+    "cancel_subscription": 0.09,
+    "product_question": 0.09,
+    "account_access": 0.05,
+}
+N_LENGTH_DEFECTS = 15  # each of: empty, whitespace-only, overlong
 N_BROKEN = 10
 
 
@@ -42,13 +63,25 @@ def pii_value(rng: random.Random, kind: str) -> str:
         return f"{rng.choice(pb.PII['email_user'])}@{rng.choice(pb.PII['email_domain'])}"
     if kind == "phone":
         a, b, c = rng.randint(200, 989), rng.randint(100, 999), rng.randint(1000, 9999)
-        return rng.choice([f"({a}) 555-{c}", f"+44 7700 {b}{c % 1000:03d}", f"{a}.555.{c}",
-                           f"0{a} {b} {c}", f"+1-{a}-555-{c}"])
+        return rng.choice(
+            [
+                f"({a}) 555-{c}",
+                f"+44 7700 {b}{c % 1000:03d}",
+                f"{a}.555.{c}",
+                f"0{a} {b} {c}",
+                f"+1-{a}-555-{c}",
+            ]
+        )
     if kind == "address":
         return f"{rng.randint(2, 980)} {rng.choice(pb.PII['street'])}, {rng.choice(pb.PII['town'])}"
     card = luhn_complete(rng)
-    return rng.choice([" ".join(card[i:i + 4] for i in range(0, 16, 4)),
-                       "-".join(card[i:i + 4] for i in range(0, 16, 4)), card])
+    return rng.choice(
+        [
+            " ".join(card[i : i + 4] for i in range(0, 16, 4)),
+            "-".join(card[i : i + 4] for i in range(0, 16, 4)),
+            card,
+        ]
+    )
 
 
 def plant_pii(rng: random.Random, t: Ticket) -> list[dict]:
@@ -56,22 +89,47 @@ def plant_pii(rng: random.Random, t: Ticket) -> list[dict]:
     spans = []
     for kind in rng.sample(list(pb.PII_TEMPLATES), k=rng.choice([1, 1, 2])):
         value = pii_value(rng, kind)
-        t.sentences.insert(rng.randint(1, len(t.sentences)), rng.choice(pb.PII_TEMPLATES[kind]).format(v=value))
+        t.sentences.insert(
+            rng.randint(1, len(t.sentences)), rng.choice(pb.PII_TEMPLATES[kind]).format(v=value)
+        )
         spans.append({"type": kind, "value": value})
     return spans
 
 
 def drift(rng: random.Random, label: dict) -> tuple[str, str, bool]:
     """Write a label in a drifted format; return (text, drift kind, repairable)."""
-    kind = rng.choice(["extra_key", "yaml", "wrong_keys", "trailing_prose", "python_dict", "truncated", "prose_only"])
+    kind = rng.choice(
+        [
+            "extra_key",
+            "yaml",
+            "wrong_keys",
+            "trailing_prose",
+            "python_dict",
+            "truncated",
+            "prose_only",
+        ]
+    )
     if kind == "extra_key":
         return json.dumps({**label, "confidence": round(rng.uniform(0.5, 0.99), 2)}), kind, True
     if kind == "yaml":
         oid = label["order_id"] or "null"
-        return f"intent: {label['intent']}\nurgency: {label['urgency']}\norder_id: {oid}", kind, True
+        return (
+            f"intent: {label['intent']}\nurgency: {label['urgency']}\norder_id: {oid}",
+            kind,
+            True,
+        )
     if kind == "wrong_keys":
-        return json.dumps({"category": label["intent"], "priority": label["urgency"],
-                           "order": label["order_id"]}), kind, True
+        return (
+            json.dumps(
+                {
+                    "category": label["intent"],
+                    "priority": label["urgency"],
+                    "order": label["order_id"],
+                }
+            ),
+            kind,
+            True,
+        )
     if kind == "trailing_prose":
         return json.dumps(label) + " Let me know if you need anything else!", kind, True
     if kind == "python_dict":
@@ -103,8 +161,18 @@ def _near_copy(rng: random.Random, src: Ticket, protect: tuple[str, ...]) -> tup
 
 def _truth(rid: str, t: Ticket) -> dict:
     """An empty truth entry for one row."""
-    return {"row_id": rid, "defects": [], "true_label": t.label, "core": t.meta["core"], "duplicate_of": None, "near_kind": None,
-            "pii": [], "label_noise": None, "drift": None, "repairable": None}
+    return {
+        "row_id": rid,
+        "defects": [],
+        "true_label": t.label,
+        "core": t.meta["core"],
+        "duplicate_of": None,
+        "near_kind": None,
+        "pii": [],
+        "label_noise": None,
+        "drift": None,
+        "repairable": None,
+    }
 
 
 def _originals(rng: random.Random, n: int, users: list[str]) -> list[dict]:
@@ -121,26 +189,37 @@ def _originals(rng: random.Random, n: int, users: list[str]) -> list[dict]:
             t.sentences.insert(rng.randint(1, len(t.sentences)), rng.choice(pb.INJECTIONS))
             truth["defects"].append("injection")
         text = surface_noise(rng, t) if not truth["pii"] else t.text
-        out.append({"t": t, "text": text, "user": rng.choice(users), "when": when(rng), "truth": truth})
+        out.append(
+            {"t": t, "text": text, "user": rng.choice(users), "when": when(rng), "truth": truth}
+        )
     return out
 
 
 def _length_defects(rng: random.Random, rows: list[dict]) -> set[int]:
     """Turn a few rows into empty, whitespace-only and overlong ones; return their indexes."""
     picked = rng.sample(range(len(rows)), 3 * N_LENGTH_DEFECTS)
-    log = " ".join(f"[2026-03-0{k % 9 + 1} 10:{k % 60:02d}] sync attempt {k} failed (code 17)" for k in range(60))
+    log = " ".join(
+        f"[2026-03-0{k % 9 + 1} 10:{k % 60:02d}] sync attempt {k} failed (code 17)"
+        for k in range(60)
+    )
     for j, idx in enumerate(picked):
         kind = ("empty", "whitespace", "overlong")[j // N_LENGTH_DEFECTS]
         r = rows[idx]
-        r["text"] = {"empty": "", "whitespace": "   \n\t ", "overlong": r["text"] + " Log: " + log}[kind]
+        r["text"] = {"empty": "", "whitespace": "   \n\t ", "overlong": r["text"] + " Log: " + log}[
+            kind
+        ]
         if kind != "overlong":  # the text is gone, and with it any PII or injection planted in it
             r["truth"]["pii"] = []
-            r["truth"]["defects"] = [d for d in r["truth"]["defects"] if d not in ("pii", "injection")]
+            r["truth"]["defects"] = [
+                d for d in r["truth"]["defects"] if d not in ("pii", "injection")
+            ]
         r["truth"]["defects"].append(kind)
     return set(picked)
 
 
-def _duplicates(rng: random.Random, rows: list[dict], skip: set[int], n: int, users: list[str]) -> list[dict]:
+def _duplicates(
+    rng: random.Random, rows: list[dict], skip: set[int], n: int, users: list[str]
+) -> list[dict]:
     """Exact and near copies of earlier rows, mostly re-sent by the same user."""
     sources = [i for i in range(len(rows)) if i not in skip]
     out = []
@@ -150,11 +229,20 @@ def _duplicates(rng: random.Random, rows: list[dict], skip: set[int], n: int, us
         spans = tuple(p["value"] for p in src["truth"]["pii"])
         text, near = (src["text"], None) if exact else _near_copy(rng, src["t"], spans)
         truth = json.loads(json.dumps(src["truth"]))
-        truth.update(row_id=f"raw-{len(rows) + k:05d}", duplicate_of=src["truth"]["row_id"], near_kind=near)
+        truth.update(
+            row_id=f"raw-{len(rows) + k:05d}", duplicate_of=src["truth"]["row_id"], near_kind=near
+        )
         truth["defects"].append("exact_duplicate" if exact else "near_duplicate")
         user = src["user"] if rng.random() < 0.7 else rng.choice(users)
-        out.append({"t": src["t"], "text": text, "user": user, "truth": truth,
-                    "when": src["when"] + timedelta(minutes=rng.randint(3, 600))})
+        out.append(
+            {
+                "t": src["t"],
+                "text": text,
+                "user": user,
+                "truth": truth,
+                "when": src["when"] + timedelta(minutes=rng.randint(3, 600)),
+            }
+        )
     return out
 
 
@@ -163,8 +251,11 @@ def _answer(rng: random.Random, row: dict) -> str:
     truth, label = row["truth"], dict(row["truth"]["true_label"])
     if rng.random() < RATES["wrong_label"]:
         if rng.random() < 0.8:
-            label["intent"] = pb.CONFUSABLE[label["intent"]] if rng.random() < 0.85 else rng.choice(
-                [i for i in pb.INTENTS if i != label["intent"]])
+            label["intent"] = (
+                pb.CONFUSABLE[label["intent"]]
+                if rng.random() < 0.85
+                else rng.choice([i for i in pb.INTENTS if i != label["intent"]])
+            )
             truth["label_noise"] = "intent"
         else:
             label["urgency"] = {"high": "low", "low": "high", "medium": "high"}[label["urgency"]]
@@ -199,7 +290,8 @@ def make_raw_dump(data_dir: Path, n: int, seed: int) -> int:
     data_dir = Path(data_dir)
     (data_dir / "raw_dump.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (data_dir / "raw_dump_truth.jsonl").write_text(
-        "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in truths), encoding="utf-8")
+        "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in truths), encoding="utf-8"
+    )
     (data_dir / "raw_dump.card.md").write_text(raw_card(truths), encoding="utf-8")
     return len(lines)
 
@@ -210,15 +302,26 @@ def raw_card(truths: list[dict]) -> str:
     for t in truths:
         for d in t["defects"]:
             tally[d] = tally.get(d, 0) + 1
-    return "\n".join([
-        "# Data card: raw_dump.jsonl", "",
-        "A messy export of a ticket system, for notebook 02 (data curation). Each line is meant to be "
-        "`{id, user_id, created_at, messages:[user, assistant]}`, but some lines are broken on purpose.",
-        "`raw_dump_truth.jsonl` lists, per line, every defect the generator planted; the notebook "
-        "reads it only to score its own cleaning steps.", "",
-        f"- lines: {len(truths)}, drawn from 900 user ids (a user can have several tickets)",
-        f"- overlong means more than {MAX_TICKET_CHARS} characters",
-        f"- planted defects (a row can carry several): {dict(sorted(tally.items()))}",
-        "- generator: `helpers.rawdump.make_raw_dump` (seed 44), called by `python -m helpers.datagen`",
-        "- synthetic: the names, e-mails, phones, addresses and card numbers are invented "
-        "(card numbers pass the Luhn check so that a scrubber cannot cheat on it)", ""])
+    return "\n".join(
+        [
+            "# Data card: raw_dump.jsonl",
+            "",
+            "A messy export of a ticket system, for notebook 02 (data curation). Each line is "
+            "meant to "
+            "be "
+            "`{id, user_id, created_at, messages:[user, assistant]}`, but some lines are broken on "
+            "purpose.",
+            "`raw_dump_truth.jsonl` lists, per line, every defect the generator planted; the "
+            "notebook "
+            "reads it only to score its own cleaning steps.",
+            "",
+            f"- lines: {len(truths)}, drawn from 900 user ids (a user can have several tickets)",
+            f"- overlong means more than {MAX_TICKET_CHARS} characters",
+            f"- planted defects (a row can carry several): {dict(sorted(tally.items()))}",
+            "- generator: `helpers.rawdump.make_raw_dump` (seed 44), called by `python -m "
+            "helpers.datagen`",
+            "- synthetic: the names, e-mails, phones, addresses and card numbers are invented "
+            "(card numbers pass the Luhn check so that a scrubber cannot cheat on it)",
+            "",
+        ]
+    )

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 VERSIONED = ("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth", "vllm")
-# The processor flags that change float results and speed: which kernels oneDNN/MKL pick, and whether bf16 is fast.
+# The processor flags that change float results and speed: which kernels oneDNN/MKL pick, and
+# whether bf16 is fast.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")   # a CPU with either runs bf16 matmuls fast; without both, bf16 is far slower
+# a CPU with either runs bf16 matmuls fast; without both, bf16 is far slower
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 DTYPES = ("auto", "fp32", "bf16")
 
 
@@ -87,13 +89,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def compute_dtype(device: str, choice: str | None = None, flags: dict[str, bool] | None = None) -> tuple[str, str]:
-    """('bf16' or 'fp32', why) for training and generation: bf16 autocast where the hardware has bf16 units.
+def compute_dtype(
+    device: str, choice: str | None = None, flags: dict[str, bool] | None = None
+) -> tuple[str, str]:
+    """('bf16' or 'fp32', why) for training and generation: bf16 autocast where the hardware has
+    bf16 units.
 
-    `choice` defaults to $WORKBOOK_DTYPE (auto, fp32 or bf16). bf16 asked for on a CPU without bf16 units
-    falls back to fp32, and the reason names the missing flags.
+    `choice` defaults to $WORKBOOK_DTYPE (auto, fp32 or bf16). bf16 asked for on a CPU without bf16
+    units falls back to fp32, and the reason names the missing flags.
     """
-    choice = (choice if choice is not None else os.environ.get("WORKBOOK_DTYPE", "auto")).strip().lower() or "auto"
+    choice = (
+        choice if choice is not None else os.environ.get("WORKBOOK_DTYPE", "auto")
+    ).strip().lower() or "auto"
     if choice not in DTYPES:
         raise ValueError(f"WORKBOOK_DTYPE={choice!r}: use one of {', '.join(DTYPES)}")
     if choice == "fp32":
@@ -102,7 +109,11 @@ def compute_dtype(device: str, choice: str | None = None, flags: dict[str, bool]
         import torch
 
         ok = torch.cuda.is_bf16_supported()
-        return ("bf16", "bf16: this GPU supports it") if ok else ("fp32", "fp32: this GPU has no bf16 support")
+        return (
+            ("bf16", "bf16: this GPU supports it")
+            if ok
+            else ("fp32", "fp32: this GPU has no bf16 support")
+        )
     if device != "cpu":
         return "fp32", f"fp32: bf16 autocast is not set up for {device}"
     f = cpu_flags() if flags is None else flags
@@ -110,18 +121,25 @@ def compute_dtype(device: str, choice: str | None = None, flags: dict[str, bool]
     if have:
         return "bf16", f"bf16 autocast, fp32 weights: this CPU has {' and '.join(have)}"
     if choice == "bf16":
-        return "fp32", (f"WORKBOOK_DTYPE=bf16 ignored: this CPU lacks {' and '.join(BF16_FLAGS)}, where bf16 runs far "
-                        "slower than fp32; using fp32")
+        return "fp32", (
+            f"WORKBOOK_DTYPE=bf16 ignored: this CPU lacks {' and '.join(BF16_FLAGS)}, "
+            "where bf16 runs far "
+            "slower than fp32; using fp32"
+        )
     return "fp32", f"fp32: this CPU has no bf16 units ({' / '.join(BF16_FLAGS)})"
 
 
 def int8_dynamic_modules(model) -> int:
-    """How many of the model's modules are torch.ao dynamic-int8 Linears (their kernels take fp32 activations only)."""
-    return sum(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in model.modules())
+    """How many of the model's modules are torch.ao dynamic-int8 Linears (their kernels take fp32
+    activations only)."""
+    return sum(
+        type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in model.modules()
+    )
 
 
 def generation_dtype(model, device: str | None = None) -> str:
-    """compute_dtype for generating with this model: fp32 where it holds dynamic-int8 Linears, which bf16 crashes."""
+    """compute_dtype for generating with this model: fp32 where it holds dynamic-int8 Linears,
+    which bf16 crashes."""
     device = device or getattr(getattr(model, "device", None), "type", "cpu")
     return "fp32" if int8_dynamic_modules(model) else compute_dtype(device)[0]
 
@@ -135,16 +153,18 @@ def autocast(dtype: str, device: str = "cpu"):
     return torch.autocast(device_type="cuda" if device == "cuda" else "cpu", dtype=torch.bfloat16)
 
 
-# Rows per generate call. A 135M model decodes a 16-row batch at a small fraction of the CPU's matmul speed; on
-# the AVX2 EPYC (2026-12-01, bench/decode_batch.py) 50 tickets took 44 s in batches of 16 and 30 s in one batch
-# of 50, with identical outputs, while 96 rows in one batch (58 s) lost to two of 48 (52 s): padding and the
-# attention cache grow with the batch (32 rows a batch: 50 s). Batches are balanced: at most 64 rows, so 50 rows
-# run as one batch and 96 as two of 48, never as 64 + 32 or with a small remainder.
+# Rows per generate call. A 135M model decodes a 16-row batch at a small fraction of the CPU's
+# matmul speed; on the AVX2 EPYC (2026-12-01, bench/decode_batch.py) 50 tickets took 44 s in batches
+# of 16 and 30 s in one batch of 50, with identical outputs, while 96 rows in one batch (58 s) lost
+# to two of 48 (52 s): padding and the attention cache grow with the batch (32 rows a batch: 50 s).
+# Batches are balanced: at most 64 rows, so 50 rows run as one batch and 96 as two of 48, never as
+# 64 + 32 or with a small remainder.
 GEN_ROWS = 64
 
 
 def row_batches(n: int, most: int = GEN_ROWS) -> list[range]:
-    """Split n rows into the fewest batches of at most `most` rows, of near-equal size (no small remainder)."""
+    """Split n rows into the fewest batches of at most `most` rows, of near-equal size (no small
+    remainder)."""
     if n <= 0:
         return []
     if most < 1:
@@ -155,15 +175,18 @@ def row_batches(n: int, most: int = GEN_ROWS) -> list[range]:
 
 
 _LAYOUT_GAIN: float | None = None
-LAYOUT_MIN_GAIN = 2.0    # far from timing noise: the AVX2 EPYC measured 1.15 and 1.3 in one CI run, Intel MKL 4.5-4.9
+# far from timing noise: the AVX2 EPYC measured 1.15 and 1.3 in one CI run, Intel MKL 4.5-4.9
+LAYOUT_MIN_GAIN = 2.0
 
 
 def small_batch_layout_gain(rows: int = 16, n: int = 1536, k: int = 576, reps: int = 20) -> float:
-    """How much faster x @ W' (W' = W transposed, contiguous) runs than torch's x @ W.T at decoding's batch shapes.
+    """How much faster x @ W' (W' = W transposed, contiguous) runs than torch's x @ W.T at
+    decoding's batch shapes.
 
-    nn.Linear stores W as (out, in) and multiplies by its transpose. Some BLAS builds (MKL on the course's CPUs)
-    take a slow path for that layout when the batch is small, as it is at each decoding step. Measured once
-    per process on this machine (about 50 ms), at torch's current thread count, in fp32.
+    nn.Linear stores W as (out, in) and multiplies by its transpose. Some BLAS builds (MKL on the
+    course's CPUs) take a slow path for that layout when the batch is small, as it is at each
+    decoding step. Measured once per process on this machine (about 50 ms), at torch's current
+    thread count, in fp32.
     """
     global _LAYOUT_GAIN
     if _LAYOUT_GAIN is None:
@@ -194,14 +217,19 @@ def _transposed_forward(self, x, *args, **kwargs):
 
 
 def _decode_weight(mod):
-    """(weight, bias) a layer computes with: a plain fp32 nn.Linear, or a PEFT LoRA layer over one with its
-    active plain-LoRA adapters folded in (W + scale * B @ A, as merging does); None for anything else."""
+    """(weight, bias) a layer computes with: a plain fp32 nn.Linear, or a PEFT LoRA layer over
+    one with its active plain-LoRA adapters folded in (W + scale * B @ A, as merging does); None
+    for anything else."""
     import torch
 
     base = getattr(mod, "base_layer", None)
     if type(mod) is torch.nn.Linear:
         base = mod
-    elif not (type(base) is torch.nn.Linear and hasattr(mod, "lora_A") and hasattr(mod, "get_delta_weight")):
+    elif not (
+        type(base) is torch.nn.Linear
+        and hasattr(mod, "lora_A")
+        and hasattr(mod, "get_delta_weight")
+    ):
         return None
     if base.weight.dtype != torch.float32:
         return None
@@ -209,7 +237,8 @@ def _decode_weight(mod):
     if mod is not base and not mod.disable_adapters and not mod.merged:
         active = [a for a in mod.active_adapters if a in mod.lora_A.keys()]
         if any(a in getattr(mod, "lora_variant", {}) for a in active):
-            return None                                        # DoRA and other variants: leave them as they are
+            # DoRA and other variants: leave them as they are
+            return None
         for a in active:
             w = w + mod.get_delta_weight(a).to(w.dtype)
     return w, (None if base.bias is None else base.bias.detach())
@@ -217,23 +246,29 @@ def _decode_weight(mod):
 
 @contextmanager
 def decode_layout(model, dtype: str = "fp32", rows: int = 16):
-    """For fast batched decoding on a CPU: inside the block every fp32 linear layer (a LoRA layer with its
-    adapter folded in, as a merge would) multiplies by a contiguous transposed copy of its weight, where this
-    machine measures that layout >= LAYOUT_MIN_GAIN x faster.
+    """For fast batched decoding on a CPU: inside the block every fp32 linear layer (a LoRA layer
+    with its adapter folded in, as a merge would) multiplies by a contiguous transposed copy of its
+    weight, where this machine measures that layout >= LAYOUT_MIN_GAIN x faster.
 
-    Inference only (the copies are taken on entry and dropped on exit, so training between blocks is seen);
-    a no-op on GPUs, under bf16 autocast, and for batches under 4 rows. The products equal the plain ones up
-    to fp32 rounding (summation order), so a path that must match another token for token does not use it.
+    Inference only (the copies are taken on entry and dropped on exit, so training between blocks is
+    seen); a no-op on GPUs, under bf16 autocast, and for batches under 4 rows. The products equal
+    the plain ones up to fp32 rounding (summation order), so a path that must match another token
+    for token does not use it.
     """
     import types
 
     import torch
 
-    if model.__dict__.get("_decode_layout_entered"):    # nested (fast_generate inside evaluate.generate): the outer rules
+    # nested (fast_generate inside evaluate.generate): the outer rules
+    if model.__dict__.get("_decode_layout_entered"):
         yield 0
         return
-    use = (dtype == "fp32" and rows >= 4 and next(model.parameters()).device.type == "cpu"
-           and small_batch_layout_gain() >= LAYOUT_MIN_GAIN)
+    use = (
+        dtype == "fp32"
+        and rows >= 4
+        and next(model.parameters()).device.type == "cpu"
+        and small_batch_layout_gain() >= LAYOUT_MIN_GAIN
+    )
     patched, inside = [], set()
     model.__dict__["_decode_layout_entered"] = True
     try:
@@ -254,13 +289,16 @@ def decode_layout(model, dtype: str = "fp32", rows: int = 16):
 
 
 def fast_generate(model):
-    """Route model.generate through decode_layout, for generation inside trainers (GRPO's rollouts); returns model."""
+    """Route model.generate through decode_layout, for generation inside trainers (GRPO's
+    rollouts); returns model."""
     plain = model.generate
 
     def generate(*args, **kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         device = next(model.parameters()).device.type
-        with decode_layout(model, generation_dtype(model, device), 0 if ids is None else int(ids.shape[0])):
+        with decode_layout(
+            model, generation_dtype(model, device), 0 if ids is None else int(ids.shape[0])
+        ):
             return plain(*args, **kwargs)
 
     model.generate = generate
@@ -268,7 +306,8 @@ def fast_generate(model):
 
 
 def setup(seed: int = 0, threads: int | None = None) -> Runtime:
-    """Pick device, backend and compute dtype, set threads and seeds; call once at the top of a notebook."""
+    """Pick device, backend and compute dtype, set threads and seeds; call once at the top of a
+    notebook."""
     device = pick_device()
     backend, reason = pick_backend(device)
     dtype, why = compute_dtype(device)
@@ -288,75 +327,97 @@ def version(pkg: str) -> str | None:
 
 
 def _cpuinfo_field(name: str, cpuinfo: str | None = None) -> str:
-    """The first value of a /proc/cpuinfo field ('flags', 'model name'); empty where it cannot be read."""
+    """The first value of a /proc/cpuinfo field ('flags', 'model name'); empty where it cannot be
+    read."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return ""
-    return next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith(name)), "")
+    return next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith(name)), ""
+    )
 
 
 def cpu_flags(cpuinfo: str | None = None) -> dict[str, bool]:
-    """Which of CPU_FLAGS the processor reports (from /proc/cpuinfo; all False where it cannot be read)."""
+    """Which of CPU_FLAGS the processor reports (from /proc/cpuinfo; all False where it cannot be
+    read)."""
     present = set(_cpuinfo_field("flags", cpuinfo).split())
     return {f: f in present for f in CPU_FLAGS}
 
 
 def math_backends() -> dict:
-    """torch's CPU math settings: the kernel level it dispatches to, oneDNN/MKL availability, fp32 matmul precision."""
+    """torch's CPU math settings: the kernel level it dispatches to, oneDNN/MKL availability,
+    fp32 matmul precision."""
     import torch
 
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "mkldnn": torch.backends.mkldnn.is_available(), "mkl": torch.backends.mkl.is_available(),
-            "fp32_matmul_precision": torch.get_float32_matmul_precision(),
-            "processor": cpu_model()}
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "mkl": torch.backends.mkl.is_available(),
+        "fp32_matmul_precision": torch.get_float32_matmul_precision(),
+        "processor": cpu_model(),
+    }
 
 
 def cpu_model() -> str:
-    """The processor's model name from /proc/cpuinfo (e.g. 'AMD EPYC'), else the platform's machine type."""
+    """The processor's model name from /proc/cpuinfo (e.g. 'AMD EPYC'), else the platform's
+    machine type."""
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def matmul_gflops(n: int = 1024, dtype: str = "float32", seconds: float = 0.5) -> float:
-    """This machine's square-matmul speed now, at torch's current thread count (a speed floor to read timings by)."""
+    """This machine's square-matmul speed now, at torch's current thread count (a speed floor to
+    read timings by)."""
     import time
 
     import torch
 
     a = torch.randn(n, n, dtype=getattr(torch, dtype))
     b = torch.randn(n, n, dtype=getattr(torch, dtype))
-    a @ b                                   # warm-up: the kernel choice and the first allocation
+    a @ b  # warm-up: the kernel choice and the first allocation
     reps, t0 = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - t0) < seconds:
         a @ b
         reps += 1
-    return 2 * n ** 3 * reps / elapsed / 1e9
+    return 2 * n**3 * reps / elapsed / 1e9
 
 
 def machine(speed: bool = True) -> dict:
-    """The processor flags, torch's math settings and (optionally) the fp32 matmul speed, recorded with measurements."""
+    """The processor flags, torch's math settings and (optionally) the fp32 matmul speed,
+    recorded with measurements."""
     out = {"cpu_flags": cpu_flags(), **math_backends()}
     if speed:
         out["fp32_matmul_gflops_1024"] = round(matmul_gflops(), 1)
-        out["decode_layout_gain"] = round(small_batch_layout_gain(), 2)   # > LAYOUT_MIN_GAIN: decode_layout is on
+        # > LAYOUT_MIN_GAIN: decode_layout is on
+        out["decode_layout_gain"] = round(small_batch_layout_gain(), 2)
     return out
 
 
 def cpu_label(flags: dict[str, bool] | None = None) -> str:
-    """Short form of the flags, e.g. 'AVX2, no AVX-512, no bf16 units' or 'AVX-512, AMX-BF16, AVX512-BF16'."""
+    """Short form of the flags, e.g. 'AVX2, no AVX-512, no bf16 units' or 'AVX-512, AMX-BF16,
+    AVX512-BF16'."""
     f = cpu_flags() if flags is None else flags
     parts = ["AVX2" if f["avx2"] else "no AVX2", "AVX-512" if f["avx512f"] else "no AVX-512"]
-    bf16 = [name for key, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if f[key]]
+    bf16 = [
+        name for key, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if f[key]
+    ]
     return ", ".join(parts + (bf16 or ["no bf16 units"]))
 
 
 def env_line(rt: Runtime) -> str:
-    """One line: package versions, device and backend (and why), the processor's flags and torch's kernel level."""
+    """One line: package versions, device and backend (and why), the processor's flags and
+    torch's kernel level."""
     vers = " ".join(f"{p} {v}" for p in VERSIONED if (v := version(p)))
     mb = math_backends()
-    cpu = f"CPU {mb['processor']}: {cpu_label()} | torch kernels {mb['cpu_capability']}, oneDNN {'on' if mb['mkldnn'] else 'off'}"
-    return f"{rt.label} ({rt.reason}) | {rt.dtype_reason or rt.dtype} | {rt.threads} threads | {cpu} | Python {platform.python_version()} | {vers}"
+    cpu = (
+        f"CPU {mb['processor']}: {cpu_label()} | torch kernels {mb['cpu_capability']}, oneDNN "
+        f"{'on' if mb['mkldnn'] else 'off'}"
+    )
+    return (
+        f"{rt.label} ({rt.reason}) | {rt.dtype_reason or rt.dtype} | {rt.threads} threads | {cpu} "
+        f"| Python {platform.python_version()} | {vers}"
+    )
 
 
 def repo_root() -> Path:
@@ -391,7 +452,8 @@ def fresh_dir(path: Path) -> Path:
 
 
 def latest_run(course_dir: str | Path, notebook: str) -> Path:
-    """The newest of <course_dir>/<notebook>, <notebook>-2, ...: where a rerun into the same course folder wrote."""
+    """The newest of <course_dir>/<notebook>, <notebook>-2, ...: where a rerun into the same
+    course folder wrote."""
     names = _numbered(Path(course_dir) / notebook)
     last = next(names)
     for cand in names:
@@ -401,7 +463,8 @@ def latest_run(course_dir: str | Path, notebook: str) -> Path:
 
 
 def run_dir(notebook: str, course_dir: str | Path = "") -> Path:
-    """A new folder for this notebook's outputs: <course_dir>/<notebook>/ or runs/<notebook>/<timestamp>/."""
+    """A new folder for this notebook's outputs: <course_dir>/<notebook>/ or
+    runs/<notebook>/<timestamp>/."""
     if course_dir:
         return fresh_dir(Path(course_dir) / notebook)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -430,8 +493,14 @@ def write_metrics(folder: Path, metrics: dict, rt: Runtime | None = None) -> Pat
     """Write metrics.json in the run folder (with the environment line); return its path."""
     payload = {"written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **metrics}
     if rt is not None:
-        payload["environment"] = {"device": rt.device, "backend": rt.backend, "dtype": rt.dtype,
-                                  "line": env_line(rt), "threads": rt.threads, "machine": machine()}
+        payload["environment"] = {
+            "device": rt.device,
+            "backend": rt.backend,
+            "dtype": rt.dtype,
+            "line": env_line(rt),
+            "threads": rt.threads,
+            "machine": machine(),
+        }
     path = Path(folder) / "metrics.json"
     path.write_text(json.dumps(payload, indent=2, default=_jsonable), encoding="utf-8")
     return path

@@ -1,6 +1,8 @@
-"""Ticket primitives shared by the clean sets (`helpers.datagen`) and the raw dump (`helpers.rawdump`).
+"""Ticket primitives shared by the clean sets (`helpers.datagen`) and the raw dump
+(`helpers.rawdump`).
 
-One ticket is composed from a family's phrases in `helpers.phrasebook`; its urgency follows fixed rules.
+One ticket is composed from a family's phrases in `helpers.phrasebook`; its urgency follows fixed
+rules.
 """
 
 from __future__ import annotations
@@ -47,8 +49,14 @@ def sample_urgency(rng: random.Random, intent: str) -> str:
 
 def _fill(rng: random.Random, fam: dict, template: str) -> str:
     """Fill the {slots} of one template from a family's value lists."""
-    slots = {"product": fam["products"], "plan": fam["plans"], "device": fam["devices"],
-             "error": fam["errors"], "amount": fam["amounts"], "city": fam["cities"]}
+    slots = {
+        "product": fam["products"],
+        "plan": fam["plans"],
+        "device": fam["devices"],
+        "error": fam["errors"],
+        "amount": fam["amounts"],
+        "city": fam["cities"],
+    }
     out = template
     for key, values in slots.items():
         if "{" + key + "}" in out:
@@ -79,19 +87,39 @@ def make_ticket(rng: random.Random, family: str, intent: str, urgency: str) -> T
         body.insert(rng.randint(0, len(body)), _fill(rng, fam, rng.choice(fam["high"][cue_kind])))
     elif urgency == "low" and (intent != "product_question" or rng.random() < 0.3):
         body.append(rng.choice(fam["low"]))
-    if "styles" in fam and rng.choices(list(fam["styles"]), weights=list(fam["styles"].values()))[0] == "terse":
-        return Ticket(["", *body, ""], intent, urgency, oid,  # empty opener/closer slots keep the shape
-                      {"cue": cue_kind, "family": family, "core": core, "style": "terse"})
+    if (
+        "styles" in fam
+        and rng.choices(list(fam["styles"]), weights=list(fam["styles"].values()))[0] == "terse"
+    ):
+        # empty opener/closer slots keep the shape
+        return Ticket(
+            ["", *body, ""],
+            intent,
+            urgency,
+            oid,
+            {"cue": cue_kind, "family": family, "core": core, "style": "terse"},
+        )
     fillers = rng.sample(fam["fillers"], k=rng.choice([0, 0, 1, 2]))
     opener = rng.choice(fam["openers"][_mood(rng, urgency, cue_kind)])
     sentences = [opener, *fillers, *body, rng.choice(fam["closers"])]
     if rng.random() < 0.1:
-        sentences.insert(-1, rng.choice(["My ticket #" + str(rng.randint(1000, 99999)) + " was closed.",
-                                         "Invoice INV-" + str(rng.randint(100, 9999)) + " is attached."]))
-    return Ticket(sentences, intent, urgency, oid, {"cue": cue_kind, "family": family, "core": core})
+        sentences.insert(
+            -1,
+            rng.choice(
+                [
+                    "My ticket #" + str(rng.randint(1000, 99999)) + " was closed.",
+                    "Invoice INV-" + str(rng.randint(100, 9999)) + " is attached.",
+                ]
+            ),
+        )
+    return Ticket(
+        sentences, intent, urgency, oid, {"cue": cue_kind, "family": family, "core": core}
+    )
 
 
-def add_typos(rng: random.Random, text: str, rate: float = 0.04, protect: tuple[str, ...] = ()) -> str:
+def add_typos(
+    rng: random.Random, text: str, rate: float = 0.04, protect: tuple[str, ...] = ()
+) -> str:
     """Misspell common words and swap letters, never touching an order id or a protected span."""
     spans = [(m.start(), m.end()) for m in ORDER_ID.finditer(text)]
     spans += [(i, i + len(p)) for p in protect if (i := text.find(p)) >= 0]
@@ -103,7 +131,7 @@ def add_typos(rng: random.Random, text: str, rate: float = 0.04, protect: tuple[
             w = w.lower().replace(bare, pb.MISSPELLINGS[bare])
         elif not inside and len(w) > 3 and w.isalpha() and rng.random() < rate * 3:
             i = rng.randint(0, len(w) - 2)
-            w = w[:i] + w[i + 1] + w[i] + w[i + 2:]
+            w = w[:i] + w[i + 1] + w[i] + w[i + 2 :]
         out.append(w)
         pos += len(w) + 1
     return " ".join(out)
@@ -116,10 +144,11 @@ def surface_noise(rng: random.Random, t: Ticket) -> str:
         text = add_typos(rng, text)
     if rng.random() < 0.1:
         text = text.lower()
-        if t.meta.get("family") != "train" or rng.random() < 0.5:  # train also keeps a lowercase 'ord-' id
+        # train also keeps a lowercase 'ord-' id
+        if t.meta.get("family") != "train" or rng.random() < 0.5:
             text = re.sub(r"\bord-(\d{6})\b", r"ORD-\1", text)
     elif t.meta.get("family") == "train" and t.meta.get("cue") == "fury" and rng.random() < 0.3:
-        text = text.upper()   # shouting
+        text = text.upper()  # shouting
     if rng.random() < 0.1:
         text = text.rstrip(".!")
     return re.sub(r"\s+", " ", text).strip()
@@ -128,8 +157,12 @@ def surface_noise(rng: random.Random, t: Ticket) -> str:
 def record(rid: str, user: str, when: datetime, text: str, label: dict | str) -> dict:
     """One chat-format JSONL record."""
     answer = label if isinstance(label, str) else json.dumps(label)
-    return {"id": rid, "user_id": user, "created_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]}
+    return {
+        "id": rid,
+        "user_id": user,
+        "created_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": answer}],
+    }
 
 
 def when(rng: random.Random) -> datetime:

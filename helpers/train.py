@@ -1,4 +1,5 @@
-"""Notebook 04 and scripts/train_sft.py: one SFT recipe for every backend (PEFT+TRL on CPU/GPU, Unsloth on CUDA)."""
+"""Notebook 04 and scripts/train_sft.py: one SFT recipe for every backend (PEFT+TRL on CPU/GPU,
+Unsloth on CUDA)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class RecipeError(ValueError):
 
 @dataclass
 class SFTRecipe:
-    """Notebook 04's training recipe; its values live in helpers/recipes/sft.yaml (use load_recipe)."""
+    """Notebook 04's training recipe; its values live in helpers/recipes/sft.yaml (use
+    load_recipe)."""
 
     system_prompt: str
     rank: int
@@ -44,7 +46,8 @@ class SFTRecipe:
     seed: int
     save_steps: tuple[int, ...] = ()
     eval_steps: int = 0
-    decay_steps: int | float = 0   # scheduler warmup_stable_decay only: the last N steps (int) or share (float) decay to 0
+    # scheduler warmup_stable_decay only: the last N steps (int) or share (float) decay to 0
+    decay_steps: int | float = 0
 
     def to_dict(self) -> dict:
         """JSON-friendly view for model cards and metrics."""
@@ -59,7 +62,8 @@ class SFTRecipe:
 
 
 def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
-    """The YAML recipe with overrides applied; unknown or mistyped fields raise RecipeError naming them."""
+    """The YAML recipe with overrides applied; unknown or mistyped fields raise RecipeError
+    naming them."""
     import yaml
 
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
@@ -67,13 +71,20 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
     for where, values in ((str(path), raw), ("override", overrides)):
         for key in values:
             if key not in names:
-                raise RecipeError(f"{where}: unknown recipe field '{key}'; known: {', '.join(names)}")
+                raise RecipeError(
+                    f"{where}: unknown recipe field '{key}'; known: {', '.join(names)}"
+                )
     merged = {**raw, **overrides}
     missing = [n for n, f in names.items() if n not in merged and f.default is MISSING]
     if missing:
         raise RecipeError(f"{path}: missing recipe field(s) {', '.join(missing)}")
-    if not isinstance(merged.get("decay_steps", 0), (int, float)) or isinstance(merged.get("decay_steps"), bool):
-        raise RecipeError(f"{path}: field 'decay_steps' must be a step count or a share, got {merged['decay_steps']!r}")
+    if not isinstance(merged.get("decay_steps", 0), (int, float)) or isinstance(
+        merged.get("decay_steps"), bool
+    ):
+        raise RecipeError(
+            f"{path}: field 'decay_steps' must be a step count or a share, got "
+            f"{merged['decay_steps']!r}"
+        )
     for key in ("rank", "alpha", "steps", "batch", "grad_accum", "max_length", "seed"):
         if not isinstance(merged[key], int) or isinstance(merged[key], bool):
             raise RecipeError(f"{path}: field '{key}' must be an integer, got {merged[key]!r}")
@@ -82,8 +93,11 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
     merged["save_steps"] = tuple(merged.get("save_steps", ()))
     recipe = SFTRecipe(**merged)
     if recipe.scheduler == WSD and not 0 < decay_phase(recipe) <= recipe.steps:
-        raise RecipeError(f"{path}: field 'decay_steps' must give 1..{recipe.steps} steps with scheduler {WSD}, "
-                          f"got {recipe.decay_steps!r}")
+        raise RecipeError(
+            f"{path}: field 'decay_steps' must give 1..{recipe.steps} steps with "
+            f"scheduler {WSD}, "
+            f"got {recipe.decay_steps!r}"
+        )
     return recipe
 
 
@@ -97,8 +111,13 @@ def decay_phase(recipe: SFTRecipe) -> int:
 
 
 def scheduler_kwargs(recipe: SFTRecipe) -> dict:
-    """Extra scheduler arguments: warmup-stable-decay holds the lr, then lowers it linearly to 0 over decay_steps."""
-    return {"num_decay_steps": decay_phase(recipe), "decay_type": "linear"} if recipe.scheduler == WSD else {}
+    """Extra scheduler arguments: warmup-stable-decay holds the lr, then lowers it linearly to 0
+    over decay_steps."""
+    return (
+        {"num_decay_steps": decay_phase(recipe), "decay_type": "linear"}
+        if recipe.scheduler == WSD
+        else {}
+    )
 
 
 def target_modules(recipe: SFTRecipe) -> list[str]:
@@ -111,12 +130,18 @@ def lora_config(recipe: SFTRecipe):
     from peft import LoraConfig
 
     targets = recipe.targets if isinstance(recipe.targets, str) else list(recipe.targets)
-    return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout, target_modules=targets,
-                      task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=recipe.rank,
+        lora_alpha=recipe.alpha,
+        lora_dropout=recipe.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
 
 
 def sft_config(recipe: SFTRecipe, out_dir: Path, device: str, dtype: str | None = None):
-    """TRL SFTConfig: bf16 autocast where the hardware has bf16 units (runtime.compute_dtype), else fp32; 8-bit AdamW on CUDA."""
+    """TRL SFTConfig: bf16 autocast where the hardware has bf16 units (runtime.compute_dtype),
+    else fp32; 8-bit AdamW on CUDA."""
     from trl import SFTConfig
 
     from helpers.runtime import compute_dtype
@@ -124,36 +149,66 @@ def sft_config(recipe: SFTRecipe, out_dir: Path, device: str, dtype: str | None 
     cpu = device == "cpu"
     dtype = dtype or compute_dtype(device)[0]
     return SFTConfig(
-        output_dir=str(out_dir), max_steps=recipe.steps, per_device_train_batch_size=recipe.batch,
-        gradient_accumulation_steps=recipe.grad_accum, learning_rate=recipe.lr,
-        lr_scheduler_type=recipe.scheduler, lr_scheduler_kwargs=scheduler_kwargs(recipe),
-        warmup_steps=recipe.warmup_steps, max_length=recipe.max_length, train_sampling_strategy=sampler_for(recipe),
+        output_dir=str(out_dir),
+        max_steps=recipe.steps,
+        per_device_train_batch_size=recipe.batch,
+        gradient_accumulation_steps=recipe.grad_accum,
+        learning_rate=recipe.lr,
+        lr_scheduler_type=recipe.scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs(recipe),
+        warmup_steps=recipe.warmup_steps,
+        max_length=recipe.max_length,
+        train_sampling_strategy=sampler_for(recipe),
         **{checkpointing_arg(): recipe.activation_checkpointing},
-        seed=recipe.seed, data_seed=recipe.seed, logging_steps=1, report_to=[],
-        use_cpu=cpu, bf16=dtype == "bf16", optim="adamw_torch" if cpu else "adamw_8bit",
-        save_strategy="no", eval_strategy="steps" if recipe.eval_steps else "no",
-        eval_steps=recipe.eval_steps or None, per_device_eval_batch_size=recipe.batch, dataloader_num_workers=0)
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=cpu,
+        bf16=dtype == "bf16",
+        optim="adamw_torch" if cpu else "adamw_8bit",
+        save_strategy="no",
+        eval_strategy="steps" if recipe.eval_steps else "no",
+        eval_steps=recipe.eval_steps or None,
+        per_device_eval_batch_size=recipe.batch,
+        dataloader_num_workers=0,
+    )
 
 
 @cache
 def checkpointing_arg() -> str:
-    """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; use the name this install has."""
+    """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; use the name
+    this install has."""
     from transformers import TrainingArguments
 
-    return "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
         else "gradient_checkpointing"
+    )
 
 
 def shared_args() -> tuple[str, ...]:
     """The trainer arguments the recipe, the trainer and the Axolotl export must agree on."""
-    return ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
-            "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "max_length", "train_sampling_strategy",
-            checkpointing_arg(), "seed")
+    return (
+        "max_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "learning_rate",
+        "lr_scheduler_type",
+        "lr_scheduler_kwargs",
+        "warmup_steps",
+        "max_length",
+        "train_sampling_strategy",
+        checkpointing_arg(),
+        "seed",
+    )
 
 
 def __getattr__(name: str):
-    """train.CHECKPOINTING and train.SHARED_ARGS resolve on first use: importing this module stays free of transformers,
-    so a command-line tool reports bad input before the heavy imports."""
+    """train.CHECKPOINTING and train.SHARED_ARGS resolve on first use: importing this module
+    stays free of transformers, so a command-line tool reports bad input before the heavy
+    imports."""
     if name == "CHECKPOINTING":
         return checkpointing_arg()
     if name == "SHARED_ARGS":
@@ -167,40 +222,66 @@ def trained_with(trainer) -> dict:
     peft_cfg = getattr(trainer.model, "peft_config", {}).get("default")
     out = {k: getattr(args, k) for k in shared_args()}
     out["lr_scheduler_type"] = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
-    out["lr_scheduler_kwargs"] = args.lr_scheduler_kwargs or {}   # transformers' default is None
+    out["lr_scheduler_kwargs"] = args.lr_scheduler_kwargs or {}  # transformers' default is None
     if peft_cfg is not None:
-        out.update(r=peft_cfg.r, lora_alpha=peft_cfg.lora_alpha, lora_dropout=peft_cfg.lora_dropout,
-                   target_modules=sorted(peft_cfg.target_modules))
+        out.update(
+            r=peft_cfg.r,
+            lora_alpha=peft_cfg.lora_alpha,
+            lora_dropout=peft_cfg.lora_dropout,
+            target_modules=sorted(peft_cfg.target_modules),
+        )
     return out
 
 
 def expected_args(recipe: SFTRecipe) -> dict:
     """What trained_with() must report for a trainer built from this recipe."""
-    return {"max_steps": recipe.steps, "per_device_train_batch_size": recipe.batch,
-            "gradient_accumulation_steps": recipe.grad_accum, "learning_rate": recipe.lr,
-            "lr_scheduler_type": recipe.scheduler, "lr_scheduler_kwargs": scheduler_kwargs(recipe),
-            "warmup_steps": recipe.warmup_steps, "max_length": recipe.max_length, "train_sampling_strategy": sampler_for(recipe),
-            checkpointing_arg(): recipe.activation_checkpointing, "seed": recipe.seed, "r": recipe.rank,
-            "lora_alpha": recipe.alpha, "lora_dropout": recipe.dropout, "target_modules": sorted(target_modules(recipe))}
+    return {
+        "max_steps": recipe.steps,
+        "per_device_train_batch_size": recipe.batch,
+        "gradient_accumulation_steps": recipe.grad_accum,
+        "learning_rate": recipe.lr,
+        "lr_scheduler_type": recipe.scheduler,
+        "lr_scheduler_kwargs": scheduler_kwargs(recipe),
+        "warmup_steps": recipe.warmup_steps,
+        "max_length": recipe.max_length,
+        "train_sampling_strategy": sampler_for(recipe),
+        checkpointing_arg(): recipe.activation_checkpointing,
+        "seed": recipe.seed,
+        "r": recipe.rank,
+        "lora_alpha": recipe.alpha,
+        "lora_dropout": recipe.dropout,
+        "target_modules": sorted(target_modules(recipe)),
+    }
 
 
 def from_axolotl(cfg: dict) -> dict:
-    """An Axolotl config read back in trained_with() terms, every field but the sampler (Axolotl's nearest to our
-    length buckets is its own group_by_length)."""
-    return {"max_steps": cfg["max_steps"], "per_device_train_batch_size": cfg["micro_batch_size"],
-            "gradient_accumulation_steps": cfg["gradient_accumulation_steps"], "learning_rate": cfg["learning_rate"],
-            "lr_scheduler_type": cfg["lr_scheduler"], "lr_scheduler_kwargs": cfg.get("lr_scheduler_kwargs") or {},
-            "warmup_steps": cfg["warmup_steps"],
-            "max_length": cfg["sequence_len"],
-            checkpointing_arg(): cfg["gradient_checkpointing"], "seed": cfg["seed"], "r": cfg["lora_r"],
-            "lora_alpha": cfg["lora_alpha"], "lora_dropout": cfg["lora_dropout"],
-            "target_modules": sorted(cfg["lora_target_modules"])}
+    """An Axolotl config read back in trained_with() terms, every field but the sampler
+    (Axolotl's nearest to our length buckets is its own group_by_length)."""
+    return {
+        "max_steps": cfg["max_steps"],
+        "per_device_train_batch_size": cfg["micro_batch_size"],
+        "gradient_accumulation_steps": cfg["gradient_accumulation_steps"],
+        "learning_rate": cfg["learning_rate"],
+        "lr_scheduler_type": cfg["lr_scheduler"],
+        "lr_scheduler_kwargs": cfg.get("lr_scheduler_kwargs") or {},
+        "warmup_steps": cfg["warmup_steps"],
+        "max_length": cfg["sequence_len"],
+        checkpointing_arg(): cfg["gradient_checkpointing"],
+        "seed": cfg["seed"],
+        "r": cfg["lora_r"],
+        "lora_alpha": cfg["lora_alpha"],
+        "lora_dropout": cfg["lora_dropout"],
+        "target_modules": sorted(cfg["lora_target_modules"]),
+    }
 
 
 def prompt_completion(rec: dict, system: str) -> dict:
-    """A chat record as TRL's conversational prompt/completion pair: loss falls on the completion only."""
-    return {"prompt": [{"role": "system", "content": system}, {"role": "user", "content": ticket(rec)}],
-            "completion": [{"role": "assistant", "content": rec["messages"][-1]["content"]}]}
+    """A chat record as TRL's conversational prompt/completion pair: loss falls on the completion
+    only."""
+    return {
+        "prompt": [{"role": "system", "content": system}, {"role": "user", "content": ticket(rec)}],
+        "completion": [{"role": "assistant", "content": rec["messages"][-1]["content"]}],
+    }
 
 
 def to_dataset(rows: list[dict], system: str):
@@ -211,35 +292,43 @@ def to_dataset(rows: list[dict], system: str):
 
 
 def length_buckets(rows: list[dict], batch: int, seed: int, window: int = 16) -> list[dict]:
-    """Shuffle, sort each window of `window` batches by ticket length, cut into batches, shuffle the batches.
+    """Shuffle, sort each window of `window` batches by ticket length, cut into batches, shuffle the
+    batches.
 
-    Each batch then holds tickets of similar length (little padding), while the order of batches stays random:
-    no long-to-short curriculum, unlike transformers' group_by_length over a run shorter than its megabatch.
-    Read it with train_sampling_strategy="sequential".
+    Each batch then holds tickets of similar length (little padding), while the order of batches
+    stays random: no long-to-short curriculum, unlike transformers' group_by_length over a run
+    shorter than its megabatch. Read it with train_sampling_strategy="sequential".
     """
     rng = random.Random(seed)
     order = list(range(len(rows)))
     rng.shuffle(order)
     batches = []
     for start in range(0, len(order), batch * window):
-        chunk = sorted(order[start:start + batch * window], key=lambda i: len(ticket(rows[i])))
-        batches += [chunk[k:k + batch] for k in range(0, len(chunk), batch)]
+        chunk = sorted(order[start : start + batch * window], key=lambda i: len(ticket(rows[i])))
+        batches += [chunk[k : k + batch] for k in range(0, len(chunk), batch)]
     rng.shuffle(batches)
     return [rows[i] for b in batches for i in b]
 
 
 def training_rows(rows: list[dict], recipe: SFTRecipe) -> list[dict]:
-    """The rows in the order the trainer will read them: pre-bucketed when the recipe says 'length_buckets'."""
-    return length_buckets(rows, recipe.batch * recipe.grad_accum, recipe.seed) if recipe.sampling == "length_buckets" else rows
+    """The rows in the order the trainer will read them: pre-bucketed when the recipe says
+    'length_buckets'."""
+    return (
+        length_buckets(rows, recipe.batch * recipe.grad_accum, recipe.seed)
+        if recipe.sampling == "length_buckets"
+        else rows
+    )
 
 
 def sampler_for(recipe: SFTRecipe) -> str:
-    """transformers' train_sampling_strategy for a recipe ('length_buckets' rows are already in order)."""
+    """transformers' train_sampling_strategy for a recipe ('length_buckets' rows are already in
+    order)."""
     return "sequential" if recipe.sampling == "length_buckets" else recipe.sampling
 
 
 def load_for_training(model_dir: str, recipe: SFTRecipe, device: str):
-    """(model, tokenizer): NF4 base via bitsandbytes when the recipe says 4-bit here (fp32 compute on CPU), else full precision."""
+    """(model, tokenizer): NF4 base via bitsandbytes when the recipe says 4-bit here (fp32
+    compute on CPU), else full precision."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -247,26 +336,39 @@ def load_for_training(model_dir: str, recipe: SFTRecipe, device: str):
     kwargs = {"dtype": compute}
     four_bit = recipe.four_bit(device)
     if four_bit:
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     return model.to(device) if not four_bit else model, tok
 
 
 def load_unsloth(model_name: str, recipe: SFTRecipe):
-    """CUDA only: Unsloth's FastLanguageModel in 4-bit with the recipe's LoRA (the seeds' fast path)."""
+    """CUDA only: Unsloth's FastLanguageModel in 4-bit with the recipe's LoRA (the seeds' fast
+    path)."""
     from unsloth import FastLanguageModel
 
-    model, tok = FastLanguageModel.from_pretrained(model_name, max_seq_length=recipe.max_length,
-                                                   load_in_4bit=recipe.four_bit("cuda"))
-    model = FastLanguageModel.get_peft_model(model, r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
-                                             target_modules=target_modules(recipe),
-                                             use_gradient_checkpointing="unsloth", random_state=recipe.seed)
+    model, tok = FastLanguageModel.from_pretrained(
+        model_name, max_seq_length=recipe.max_length, load_in_4bit=recipe.four_bit("cuda")
+    )
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=recipe.rank,
+        lora_alpha=recipe.alpha,
+        lora_dropout=recipe.dropout,
+        target_modules=target_modules(recipe),
+        use_gradient_checkpointing="unsloth",
+        random_state=recipe.seed,
+    )
     return model, tok
 
 
 def save_at(steps: tuple[int, ...], out_dir: Path):
-    """A TrainerCallback that saves the adapter at chosen steps (checkpoints the eval notebook can pick from)."""
+    """A TrainerCallback that saves the adapter at chosen steps (checkpoints the eval notebook
+    can pick from)."""
     from transformers import TrainerCallback
 
     class SaveAt(TrainerCallback):
@@ -278,7 +380,8 @@ def save_at(steps: tuple[int, ...], out_dir: Path):
 
 
 def keep_adapters_fp32(trainer, device: str) -> None:
-    """On CPU, cast the trainable (adapter) weights back to fp32: TRL casts them to bf16 on k-bit models."""
+    """On CPU, cast the trainable (adapter) weights back to fp32: TRL casts them to bf16 on k-bit
+    models."""
     if device == "cpu":
         for p in trainer.model.parameters():
             if p.requires_grad:
@@ -286,12 +389,14 @@ def keep_adapters_fp32(trainer, device: str) -> None:
 
 
 def compact_lm_head_on_cpu() -> bool:
-    """Make TRL's fused LM head score only the positions that carry loss on a CPU, as it already does on GPUs.
+    """Make TRL's fused LM head score only the positions that carry loss on a CPU, as it already
+    does on GPUs.
 
-    TRL 1.16 (trl.trainer.utils.add_fused_lm_head, used by SFT, DPO, KTO and GRPO) projects only the answer positions
-    through the 49k-word head when Triton is available, and every position elsewhere. On a 2-core CPU that was ~3.4 s
-    of a 9.4 s SFT step; with this switch a step took ~6.4 s and gave the same losses. Returns False (and changes
-    nothing) where this TRL has no such switch.
+    TRL 1.16 (trl.trainer.utils.add_fused_lm_head, used by SFT, DPO, KTO and GRPO) projects only the
+    answer positions through the 49k-word head when Triton is available, and every position
+    elsewhere. On a 2-core CPU that was ~3.4 s of a 9.4 s SFT step; with this switch a step took
+    ~6.4 s and gave the same losses. Returns False (and changes nothing) where this TRL has no such
+    switch.
     """
     import trl.trainer.utils as trl_utils
 
@@ -309,21 +414,38 @@ def compact_lm_head_on_cpu() -> bool:
     return True
 
 
-def build_trainer(model, tok, train_ds, eval_ds, recipe: SFTRecipe, out_dir: Path, device: str, peft: bool = True,
-                  dtype: str | None = None):
-    """An SFTTrainer for the recipe (what notebook 04 writes out cell by cell), used by the CLI and the ablations."""
+def build_trainer(
+    model,
+    tok,
+    train_ds,
+    eval_ds,
+    recipe: SFTRecipe,
+    out_dir: Path,
+    device: str,
+    peft: bool = True,
+    dtype: str | None = None,
+):
+    """An SFTTrainer for the recipe (what notebook 04 writes out cell by cell), used by the CLI
+    and the ablations."""
     from trl import SFTTrainer
 
     compact_lm_head_on_cpu()
-    trainer = SFTTrainer(model=model, args=sft_config(recipe, out_dir, device, dtype), train_dataset=train_ds,
-                         eval_dataset=eval_ds, processing_class=tok, peft_config=lora_config(recipe) if peft else None,
-                         callbacks=[save_at(tuple(recipe.save_steps), Path(out_dir))] if recipe.save_steps else None)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(recipe, out_dir, device, dtype),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tok,
+        peft_config=lora_config(recipe) if peft else None,
+        callbacks=[save_at(tuple(recipe.save_steps), Path(out_dir))] if recipe.save_steps else None,
+    )
     keep_adapters_fp32(trainer, device)
     return trainer
 
 
 def run(trainer) -> dict:
-    """Train and report wall time, seconds at each step, tokens/s, peak memory and the loss curves."""
+    """Train and report wall time, seconds at each step, tokens/s, peak memory and the loss
+    curves."""
     from transformers import TrainerCallback
 
     clock: dict[int, float] = {}
@@ -340,51 +462,86 @@ def run(trainer) -> dict:
     seconds = time.perf_counter() - t0
     hist = trainer.state.log_history
     tokens = max((h.get("num_tokens", 0) for h in hist), default=0)
-    peak = (torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available()
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
-    return {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds if seconds else 0.0,
-            "peak_memory_gb": peak, "peak_memory_kind": "cuda allocated" if torch.cuda.is_available() else "process RSS",
-            "step_seconds": clock, "steps": trainer.state.global_step,
-            "train_loss": [(h["step"], h["loss"]) for h in hist if "loss" in h],
-            "eval_loss": [(h["step"], h["eval_loss"]) for h in hist if "eval_loss" in h]}
+    peak = (
+        torch.cuda.max_memory_allocated() / 1e9
+        if torch.cuda.is_available()
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    )
+    return {
+        "seconds": seconds,
+        "tokens": tokens,
+        "tokens_per_s": tokens / seconds if seconds else 0.0,
+        "peak_memory_gb": peak,
+        "peak_memory_kind": "cuda allocated" if torch.cuda.is_available() else "process RSS",
+        "step_seconds": clock,
+        "steps": trainer.state.global_step,
+        "train_loss": [(h["step"], h["loss"]) for h in hist if "loss" in h],
+        "eval_loss": [(h["step"], h["eval_loss"]) for h in hist if "eval_loss" in h],
+    }
 
 
 @dataclass
 class TriageAdapter:
-    """Notebook 04's adapter as a later notebook finds it, or the small one it trains when 04 has not run."""
+    """Notebook 04's adapter as a later notebook finds it, or the small one it trains when 04 has
+    not run."""
 
-    path: Path                    # the adapter folder (adapter_config.json + weights)
-    source: str                   # "notebook 04" or "made here (N steps)"
-    run04: Path | None = None     # notebook 04's run folder (metrics.json, checkpoints/, merged/) when found
-    stats: dict | None = None     # run()'s numbers when trained here
+    path: Path  # the adapter folder (adapter_config.json + weights)
+    source: str  # "notebook 04" or "made here (N steps)"
+    # notebook 04's run folder (metrics.json, checkpoints/, merged/) when found
+    run04: Path | None = None
+    stats: dict | None = None  # run()'s numbers when trained here
 
 
-def triage_adapter(base_dir: str, run_dir: Path, device: str, course_dir: str | Path = "", steps: int = 40,
-                   eval_rows: list[dict] | None = None, **changes) -> TriageAdapter:
-    """Notebook 04's adapter (this course run first, then any run), else `steps` of the recipe trained now; prints which."""
+def triage_adapter(
+    base_dir: str,
+    run_dir: Path,
+    device: str,
+    course_dir: str | Path = "",
+    steps: int = 40,
+    eval_rows: list[dict] | None = None,
+    **changes,
+) -> TriageAdapter:
+    """Notebook 04's adapter (this course run first, then any run), else `steps` of the recipe
+    trained now; prints which."""
     found = find_artifact("adapter/adapter_config.json", "04_qlora_training", course_dir)
     if found is not None:
         print(f"triage adapter: notebook 04's, {found.parent}")
         return TriageAdapter(found.parent, "notebook 04", found.parent.parent)
-    print(f"notebook 04's adapter is missing: training a small one now ({steps} steps, about 3 min on 2 cores)")
+    print(
+        f"notebook 04's adapter is missing: training a small one now ({steps} steps, about 3 min "
+        "on 2 cores)"
+    )
     recipe = load_recipe(steps=steps, **changes)
     model, tok = load_for_training(base_dir, recipe, device)
     evals = to_dataset(eval_rows, recipe.system_prompt) if eval_rows else None
     out = Path(run_dir) / "sft04"
-    trainer = build_trainer(model, tok, to_dataset(load_split("train"), recipe.system_prompt), evals, recipe, out, device)
+    trainer = build_trainer(
+        model,
+        tok,
+        to_dataset(load_split("train"), recipe.system_prompt),
+        evals,
+        recipe,
+        out,
+        device,
+    )
     stats = run(trainer)
     trainer.model.save_pretrained(out / "adapter")
-    print(f"triage adapter: made here, {stats['steps']} steps in {stats['seconds']:.0f} s, {out / 'adapter'}")
+    print(
+        f"triage adapter: made here, {stats['steps']} steps in {stats['seconds']:.0f} s, "
+        f"{out / 'adapter'}"
+    )
     return TriageAdapter(out / "adapter", f"made here ({steps} steps)", None, stats)
 
 
 def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None):
-    """Load the full-precision base, apply the adapter and fold it in; optionally save the merged model."""
+    """Load the full-precision base, apply the adapter and fold it in; optionally save the merged
+    model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from helpers.models import with_adapter
 
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)   # fp32 on a GPU too: deploy full precision
+    # fp32 on a GPU too: deploy full precision
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     model = with_adapter(base, adapter_dir, merge=True)
     tok = AutoTokenizer.from_pretrained(base_dir)
     tok.padding_side = "left"
@@ -395,7 +552,8 @@ def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None):
 
 
 def average_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Path:
-    """Save the uniform average of saved LoRA adapters' weights (checkpoints of one run) as a new adapter folder."""
+    """Save the uniform average of saved LoRA adapters' weights (checkpoints of one run) as a new
+    adapter folder."""
     from safetensors.torch import load_file, save_file
 
     dirs = [Path(d) for d in adapter_dirs]
@@ -404,9 +562,15 @@ def average_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Pat
     states = [load_file(str(d / "adapter_model.safetensors")) for d in dirs]
     for d, state in zip(dirs[1:], states[1:]):
         if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in states[0].items()}:
-            raise ValueError(f"{d}: its adapter weights differ in names or shapes from {dirs[0]}'s; "
-                             "only checkpoints of one run (one LoRA config) can be averaged")
-    mean = {k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype) for k in states[0]}
+            raise ValueError(
+                f"{d}: its adapter weights differ in names or shapes from "
+                f"{dirs[0]}'s; "
+                "only checkpoints of one run (one LoRA config) can be averaged"
+            )
+    mean = {
+        k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype)
+        for k in states[0]
+    }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file(mean, str(out / "adapter_model.safetensors"))
@@ -414,36 +578,73 @@ def average_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Pat
     return out
 
 
-def model_card(base: str, dataset_version: str, recipe: SFTRecipe, metrics: dict, backend: str) -> str:
+def model_card(
+    base: str, dataset_version: str, recipe: SFTRecipe, metrics: dict, backend: str
+) -> str:
     """A short markdown model card for a saved adapter."""
-    return "\n".join([
-        "# Support-ticket triager (LoRA adapter)", "",
-        f"- base model: {base}", f"- dataset version: {dataset_version}", f"- trained with: {backend}",
-        f"- system prompt (send it at inference too): `{recipe.system_prompt}`",
-        f"- recipe: `{json.dumps(recipe.to_dict())}`", f"- held-out metrics: `{json.dumps(metrics)}`",
-        "- output: strict JSON per data/ticket_schema.json", ""])
+    return "\n".join(
+        [
+            "# Support-ticket triager (LoRA adapter)",
+            "",
+            f"- base model: {base}",
+            f"- dataset version: {dataset_version}",
+            f"- trained with: {backend}",
+            f"- system prompt (send it at inference too): `{recipe.system_prompt}`",
+            f"- recipe: `{json.dumps(recipe.to_dict())}`",
+            f"- held-out metrics: `{json.dumps(metrics)}`",
+            "- output: strict JSON per data/ticket_schema.json",
+            "",
+        ]
+    )
 
 
-def axolotl_config(recipe: SFTRecipe, base_model: str, dataset_path: str, device: str = "cuda",
-                   out_dir: str = "./outputs/triager") -> dict:
+def axolotl_config(
+    recipe: SFTRecipe,
+    base_model: str,
+    dataset_path: str,
+    device: str = "cuda",
+    out_dir: str = "./outputs/triager",
+) -> dict:
     """The same recipe as an Axolotl config ('experiment in Unsloth, productionise in Axolotl')."""
     four_bit = recipe.four_bit(device)
     return {
-        "base_model": base_model, "load_in_4bit": four_bit, "adapter": "qlora" if four_bit else "lora",
-        "lora_r": recipe.rank, "lora_alpha": recipe.alpha, "lora_dropout": recipe.dropout,
+        "base_model": base_model,
+        "load_in_4bit": four_bit,
+        "adapter": "qlora" if four_bit else "lora",
+        "lora_r": recipe.rank,
+        "lora_alpha": recipe.alpha,
+        "lora_dropout": recipe.dropout,
         "lora_target_modules": target_modules(recipe),
-        "datasets": [{"path": dataset_path, "type": "chat_template", "field_messages": "messages",
-                      "roles_to_train": ["assistant"]}],
-        "chat_template": "tokenizer_default", "default_system_message": recipe.system_prompt,
-        "sequence_len": recipe.max_length, "micro_batch_size": recipe.batch,
-        "gradient_accumulation_steps": recipe.grad_accum, "max_steps": recipe.steps, "learning_rate": recipe.lr,
-        "lr_scheduler": recipe.scheduler, "lr_scheduler_kwargs": scheduler_kwargs(recipe),
-        "warmup_steps": recipe.warmup_steps, "group_by_length": recipe.sampling != "random",
+        "datasets": [
+            {
+                "path": dataset_path,
+                "type": "chat_template",
+                "field_messages": "messages",
+                "roles_to_train": ["assistant"],
+            }
+        ],
+        "chat_template": "tokenizer_default",
+        "default_system_message": recipe.system_prompt,
+        "sequence_len": recipe.max_length,
+        "micro_batch_size": recipe.batch,
+        "gradient_accumulation_steps": recipe.grad_accum,
+        "max_steps": recipe.steps,
+        "learning_rate": recipe.lr,
+        "lr_scheduler": recipe.scheduler,
+        "lr_scheduler_kwargs": scheduler_kwargs(recipe),
+        "warmup_steps": recipe.warmup_steps,
+        "group_by_length": recipe.sampling != "random",
         "gradient_checkpointing": recipe.activation_checkpointing,
-        "optimizer": "adamw_bnb_8bit", "bf16": "auto", "seed": recipe.seed, "output_dir": out_dir}
+        "optimizer": "adamw_bnb_8bit",
+        "bf16": "auto",
+        "seed": recipe.seed,
+        "output_dir": out_dir,
+    }
 
 
-def axolotl_yaml(recipe: SFTRecipe, base_model: str, dataset_path: str, device: str = "cuda") -> str:
+def axolotl_yaml(
+    recipe: SFTRecipe, base_model: str, dataset_path: str, device: str = "cuda"
+) -> str:
     """axolotl_config written as YAML with yaml.safe_dump."""
     import yaml
 

@@ -1,9 +1,12 @@
-"""The "Try it" cells: one plot per cell, live sliders in a kernel with a browser, the static plot when headless.
+"""The "Try it" cells: one plot per cell, live sliders in a kernel with a browser, the static plot
+when headless.
 
-Every slider cell in the course calls `try_it(fn, **controls)`. `fn` draws one figure and prints its own read-out,
-so every number a slider affects is redrawn with it.
-- Live (JupyterLab, Colab): only the interactive widget is shown; its first render is `fn` at the defaults.
-- Headless (papermill via `helpers.course.execute`, which sets WORKBOOK_HEADLESS=1 for the kernel): `fn` runs
+Every slider cell in the course calls `try_it(fn, **controls)`. `fn` draws one figure and prints its
+own read-out, so every number a slider affects is redrawn with it.
+- Live (JupyterLab, Colab): only the interactive widget is shown; its first render is `fn` at the
+  defaults.
+- Headless (papermill via `helpers.course.execute`, which sets WORKBOOK_HEADLESS=1 for the kernel):
+  `fn` runs
   once at the defaults and its figure stays in the executed notebook.
 """
 
@@ -28,37 +31,54 @@ def control_value(control: Any) -> Any:
 
 
 def snapped(control: Any) -> Any:
-    """The value the browser shows for a slider: its start value rounded to the slider's step grid."""
+    """The value the browser shows for a slider: its start value rounded to the slider's step
+    grid."""
     step = getattr(control, "step", None)
     if not step or not hasattr(control, "min") or isinstance(control.value, (tuple, list)):
         return control_value(control)
-    if hasattr(control, "base"):   # FloatLogSlider: the grid is on the exponent
+    if hasattr(control, "base"):  # FloatLogSlider: the grid is on the exponent
         exp = math.log(control.value, control.base)
         return control.base ** (control.min + round((exp - control.min) / step) * step)
     return control.min + round((control.value - control.min) / step) * step
 
 
 def check_defaults(fn: Callable, controls: dict[str, Any]) -> dict[str, Any]:
-    """The controls' starting values; raises if one differs from fn's documented default (a snapped slider)."""
+    """The controls' starting values; raises if one differs from fn's documented default (a
+    snapped slider)."""
     params = inspect.signature(fn).parameters
     values = {}
     for name, control in controls.items():
         if name not in params:
-            raise TypeError(f"{fn.__name__}() has no parameter {name!r} for the control of that name")
+            raise TypeError(
+                f"{fn.__name__}() has no parameter {name!r} for the control of that name"
+            )
         value, default = control_value(control), params[name].default
         shown = snapped(control)
-        if not math.isclose(shown, value, rel_tol=1e-9) if isinstance(value, float) else shown != value:
-            raise ValueError(f"the {name!r} control starts at {value!r}, but its steps snap that to {shown:.3g} in the "
-                             "browser; use a slider whose steps include it (for example widgets.choice_slider)")
+        if (
+            not math.isclose(shown, value, rel_tol=1e-9)
+            if isinstance(value, float)
+            else shown != value
+        ):
+            raise ValueError(
+                f"the {name!r} control starts at {value!r}, but its steps snap that "
+                f"to {shown:.3g} in the "
+                "browser; use a slider whose steps include it (for example "
+                "widgets.choice_slider)"
+            )
         if default is not inspect.Parameter.empty and value != default:
-            raise ValueError(f"the {name!r} control starts at {value!r} but {fn.__name__}() documents {default!r}; "
-                             "use a slider whose steps include the default (for example widgets.choice_slider)")
+            raise ValueError(
+                f"the {name!r} control starts at {value!r} but {fn.__name__}() "
+                f"documents {default!r}; "
+                "use a slider whose steps include the default (for example "
+                "widgets.choice_slider)"
+            )
         values[name] = value
     return values
 
 
 def nice_steps(lo: float, hi: float, include: float) -> list[float]:
-    """1-2-3-5 steps per decade between lo and hi, plus `include` exactly: a log scale with an exact default."""
+    """1-2-3-5 steps per decade between lo and hi, plus `include` exactly: a log scale with an
+    exact default."""
     steps = {include}
     for exp in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
         for m in (1, 2, 3, 5):
@@ -69,11 +89,14 @@ def nice_steps(lo: float, hi: float, include: float) -> list[float]:
 
 
 def choice_slider(default: float, lo: float, hi: float, description: str, fmt: str = "{:g}"):
-    """A log-like slider over nice_steps(lo, hi) that starts exactly on `default` (FloatLogSlider snaps it)."""
+    """A log-like slider over nice_steps(lo, hi) that starts exactly on `default` (FloatLogSlider
+    snaps it)."""
     import ipywidgets as ipw
 
     options = [(fmt.format(v), v) for v in nice_steps(lo, hi, default)]
-    return ipw.SelectionSlider(options=options, value=default, description=description, continuous_update=False)
+    return ipw.SelectionSlider(
+        options=options, value=default, description=description, continuous_update=False
+    )
 
 
 def _one_render(fn: Callable) -> Callable:
@@ -91,7 +114,8 @@ def _one_render(fn: Callable) -> Callable:
 
 
 def try_it(fn: Callable, **controls) -> Any:
-    """Show fn with sliders (live) or its plot at the defaults (headless); return fn's result at the defaults."""
+    """Show fn with sliders (live) or its plot at the defaults (headless); return fn's result at
+    the defaults."""
     defaults = check_defaults(fn, controls)
     render = _one_render(fn)
     try:

@@ -1,22 +1,24 @@
-"""`make test`: the whole suite in four phases, two pytest processes side by side where the notebooks allow it.
+"""`make test`: the whole suite in four phases, two pytest processes side by side where the
+notebooks allow it.
 
 Usage: python scripts/run_tests.py [--serial]
 
-The notebooks depend on each other (04 reads 01's baselines and 02's curated rows; 05-08 use 04's adapter; 06 and
-08 use 05's reply adapter; nothing reads 03), so they run in phases. A phase with two workers runs each at one
-thread (WORKBOOK_THREADS=1): on a 2-core CPU two one-thread processes do more work than one two-thread process,
-because generation, tokenising and imports do not scale with threads (measured: a training step 3.3 s at 2
-threads, 5.5 s at 1 thread alone, 6.0 s at 1 thread beside another; 16 tickets generated in 5.9 s, 8.2 s and
-8.7 s). Notebook 04, the critical path, runs alone at two.
+The notebooks depend on each other (04 reads 01's baselines and 02's curated rows; 05-08 use 04's
+adapter; 06 and 08 use 05's reply adapter; nothing reads 03), so they run in phases. A phase with
+two workers runs each at one thread (WORKBOOK_THREADS=1): on a 2-core CPU two one-thread processes
+do more work than one two-thread process, because generation, tokenising and imports do not scale
+with threads (measured: a training step 3.3 s at 2 threads, 5.5 s at 1 thread alone, 6.0 s at 1
+thread beside another; 16 tickets generated in 5.9 s, 8.2 s and 8.7 s). Notebook 04, the critical
+path, runs alone at two.
 
   phase 1  notebook 01   ||  notebooks 02, 03              (1 thread each)
   phase 2  notebook 04                                     (2 threads)
   phase 3  notebook 05   ||  notebook 07, unit tests       (1 thread each)
   phase 4  notebook 06, widget tests  ||  notebook 08      (1 thread each)
 
-Every test in tests/test_notebooks.py must fall in exactly one notebook group (checked before anything runs);
-every other test file is a unit test; tests/test_widgets.py runs after notebook 06, whose output its sliders read.
---serial runs plain pytest, one process, as before.
+Every test in tests/test_notebooks.py must fall in exactly one notebook group (checked before
+anything runs); every other test file is a unit test; tests/test_widgets.py runs after notebook 06,
+whose output its sliders read. --serial runs plain pytest, one process, as before.
 """
 
 from __future__ import annotations
@@ -30,15 +32,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_TESTS = "tests/test_notebooks.py"
-GROUPS = {   # a notebook group: the notebook's stem, plus the tests that read its outputs
-    "01": ["01_decision_check"], "02": ["02_data_curation"], "03": ["03_lora_math"],
-    "04": ["04_qlora_training", "test_unsloth_path"], "05": ["05_dpo_and_siblings"],
-    "06": ["06_decoding"], "07": ["07_eval"], "08": ["08_serving", "test_vllm_path"],
+GROUPS = {  # a notebook group: the notebook's stem, plus the tests that read its outputs
+    "01": ["01_decision_check"],
+    "02": ["02_data_curation"],
+    "03": ["03_lora_math"],
+    "04": ["04_qlora_training", "test_unsloth_path"],
+    "05": ["05_dpo_and_siblings"],
+    "06": ["06_decoding"],
+    "07": ["07_eval"],
+    "08": ["08_serving", "test_vllm_path"],
 }
-UNIT_AFTER = {"widgets": ["tests/test_widgets.py"]}   # unit tests that read a notebook's outputs
-# whose artifacts each group reads (runtime.find_artifact calls in the notebooks' cells; 06's slider data)
-NEEDS = {"04": ["01", "02"], "05": ["04"], "06": ["04", "05"], "07": ["04"], "08": ["04", "05"], "widgets": ["06"]}
-PHASES = [   # each phase: workers side by side; each worker: groups run one after another
+UNIT_AFTER = {"widgets": ["tests/test_widgets.py"]}  # unit tests that read a notebook's outputs
+# whose artifacts each group reads (runtime.find_artifact calls in the notebooks' cells; 06's slider
+# data)
+NEEDS = {
+    "04": ["01", "02"],
+    "05": ["04"],
+    "06": ["04", "05"],
+    "07": ["04"],
+    "08": ["04", "05"],
+    "widgets": ["06"],
+}
+PHASES = [  # each phase: workers side by side; each worker: groups run one after another
     [["01"], ["02", "03"]],
     [["04"]],
     [["05"], ["07", "unit"]],
@@ -47,10 +62,14 @@ PHASES = [   # each phase: workers side by side; each worker: groups run one aft
 
 
 def check_phases(phases: list[list[list[str]]]) -> None:
-    """Every group runs exactly once, and after (never beside) the notebooks whose artifacts it reads: in a later
-    phase, or later in the same worker."""
-    placed = {g: (n, w, k) for n, workers in enumerate(phases) for w, groups in enumerate(workers)
-              for k, g in enumerate(groups)}
+    """Every group runs exactly once, and after (never beside) the notebooks whose artifacts it
+    reads: in a later phase, or later in the same worker."""
+    placed = {
+        g: (n, w, k)
+        for n, workers in enumerate(phases)
+        for w, groups in enumerate(workers)
+        for k, g in enumerate(groups)
+    }
     names = sorted(g for workers in phases for groups in workers for g in groups)
     every = sorted([*GROUPS, *UNIT_AFTER, "unit"])
     if names != every:
@@ -59,13 +78,20 @@ def check_phases(phases: list[list[list[str]]]) -> None:
         for need in needs:
             (n, w, k), (n2, w2, k2) = placed[need], placed[g]
             if not (n < n2 or (n == n2 and w == w2 and k < k2)):
-                raise ValueError(f"group {g} reads notebook {need}'s artifacts, so it must run after it, not beside it")
+                raise ValueError(
+                    f"group {g} reads notebook {need}'s artifacts, so it must run "
+                    "after it, not beside it"
+                )
 
 
 def collect(args: list[str]) -> list[str]:
     """The test ids pytest would run for args."""
-    res = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
-                         cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if res.returncode not in (0, 5):
         sys.exit(f"run_tests: collecting {args} failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
     return [line for line in res.stdout.splitlines() if "::" in line]
@@ -77,7 +103,10 @@ def partition(ids: list[str]) -> dict[str, list[str]]:
     for tid in ids:
         hits = [g for g, keys in GROUPS.items() if any(k in tid for k in keys)]
         if len(hits) != 1:
-            sys.exit(f"run_tests: {tid} belongs to {hits or 'no notebook group'}; add it to GROUPS in {__file__}")
+            sys.exit(
+                f"run_tests: {tid} belongs to {hits or 'no notebook group'}; add it to GROUPS "
+                f"in {__file__}"
+            )
         parts[hits[0]].append(tid)
     return parts
 
@@ -90,8 +119,8 @@ def pump(proc: subprocess.Popen, tag: str) -> None:
 
 
 def run_worker(groups: list[str], parts: dict[str, list[str]], env: dict, results: dict) -> None:
-    """Run a worker's groups one after another: consecutive notebook groups in one pytest process, unit tests in
-    their own."""
+    """Run a worker's groups one after another: consecutive notebook groups in one pytest
+    process, unit tests in their own."""
     runs: list[list[str]] = []
     for g in groups:
         if g in GROUPS and runs and runs[-1][-1] in GROUPS:
@@ -105,8 +134,15 @@ def run_worker(groups: list[str], parts: dict[str, list[str]], env: dict, result
             args = UNIT_AFTER.get(run[0]) or [t for g in run for t in parts[g]]
         tag = ",".join(run)
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         pump(proc, tag)
         results[tag] = (proc.wait(), time.perf_counter() - t0)
 
@@ -125,7 +161,8 @@ def main() -> int:
     start = time.perf_counter()
     for n, workers in enumerate(PHASES, 1):
         env = {**os.environ, "WORKBOOK_COURSE_DIR": str(course_dir)}
-        if len(workers) > 1:   # side by side: one thread each, or the two would fight over both cores
+        # side by side: one thread each, or the two would fight over both cores
+        if len(workers) > 1:
             env.update(WORKBOOK_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t0 = time.perf_counter()
         pool = [threading.Thread(target=run_worker, args=(w, parts, env, results)) for w in workers]
@@ -137,7 +174,8 @@ def main() -> int:
     for tag, (rc, sec) in results.items():
         print(f"run_tests: {tag:<14} exit {rc}  {sec:5.0f} s")
     print(f"run_tests: all phases {time.perf_counter() - start:.0f} s", flush=True)
-    failed = {g: rc for g, (rc, _) in results.items() if rc != 0}   # 5 (nothing collected) is a failure too
+    # 5 (nothing collected) is a failure too
+    failed = {g: rc for g, (rc, _) in results.items() if rc != 0}
     if failed:
         print(f"run_tests: FAILED groups {failed}")
     return 1 if failed else 0

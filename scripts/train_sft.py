@@ -1,13 +1,15 @@
-"""Train the ticket triager from the command line with notebook 04's recipe (helpers/recipes/sft.yaml).
+"""Train the ticket triager from the command line with notebook 04's recipe
+(helpers/recipes/sft.yaml).
 
-    python scripts/train_sft.py --train runs/<course>/02_data_curation/curated_train.jsonl --out runs/my-adapter
-    python scripts/train_sft.py ... --set steps=40 --set lr=5e-4      # override recipe fields
-    accelerate launch scripts/train_sft.py ...        # several GPUs: the Trainer picks up the distributed setup
-    bash scripts/deploy/train_ddp.sh TRAIN OUT 2 ...  # 2 processes (gloo on a CPU): same global batch at --set batch=4
-    python scripts/train_sft.py ... --axolotl-yaml axolotl.yaml   # also write the equivalent Axolotl config
+    python scripts/train_sft.py --train runs/<course>/02_data_curation/curated_train.jsonl --out
+    runs/my-adapter python scripts/train_sft.py ... --set steps=40 --set lr=5e-4      # override
+    recipe fields accelerate launch scripts/train_sft.py ...        # several GPUs: the Trainer
+    picks up the distributed setup bash scripts/deploy/train_ddp.sh TRAIN OUT 2 ...  # 2 processes
+    (gloo on a CPU): same global batch at --set batch=4 python scripts/train_sft.py ...
+    --axolotl-yaml axolotl.yaml   # also write the equivalent Axolotl config
 
-Bad input (a malformed JSONL line, an unknown recipe field) prints one line naming the file, line and field,
-and exits with status 2.
+Bad input (a malformed JSONL line, an unknown recipe field) prints one line naming the file, line
+and field, and exits with status 2.
 """
 
 from __future__ import annotations
@@ -23,13 +25,25 @@ from helpers import data, models, runtime, train
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Command-line arguments; the training values come from the recipe file, changed only with --set."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Command-line arguments; the training values come from the recipe file, changed only with
+    --set."""
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--train", required=True, help="chat JSONL (messages: user, assistant)")
-    ap.add_argument("--out", required=True, help="folder for the adapter (and merged/ with --merge)")
-    ap.add_argument("--recipe", default=str(train.RECIPE_PATH), help="YAML recipe (default: the course's)")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override one recipe field, e.g. --set steps=40 (repeatable)")
+    ap.add_argument(
+        "--out", required=True, help="folder for the adapter (and merged/ with --merge)"
+    )
+    ap.add_argument(
+        "--recipe", default=str(train.RECIPE_PATH), help="YAML recipe (default: the course's)"
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one recipe field, e.g. --set steps=40 (repeatable)",
+    )
     ap.add_argument("--model", default=models.OFFLINE_PRESET, help="preset name or local model dir")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N rows (smoke runs)")
     ap.add_argument("--merge", action="store_true", help="also save a merged full-precision copy")
@@ -76,11 +90,20 @@ def main(argv: list[str]) -> int:
     else:
         model, tok = train.load_for_training(base, recipe, rt.device)
     out = Path(a.out)
-    trainer = train.build_trainer(model, tok, train.to_dataset(train.training_rows(rows, recipe), recipe.system_prompt), None, recipe,
-                                  out / "trainer", rt.device, peft=rt.backend != "Unsloth")
+    trainer = train.build_trainer(
+        model,
+        tok,
+        train.to_dataset(train.training_rows(rows, recipe), recipe.system_prompt),
+        None,
+        recipe,
+        out / "trainer",
+        rt.device,
+        peft=rt.backend != "Unsloth",
+    )
     used = train.trained_with(trainer)
     stats = train.run(trainer)
-    if not trainer.is_world_process_zero():   # several processes (torchrun, accelerate): the first one writes
+    # several processes (torchrun, accelerate): the first one writes
+    if not trainer.is_world_process_zero():
         return 0
     trainer.model.save_pretrained(out / "adapter")
     tok.save_pretrained(out / "adapter")
@@ -89,10 +112,20 @@ def main(argv: list[str]) -> int:
     if a.axolotl_yaml:
         hub = models.PRESETS[a.model].hub_id if a.model in models.PRESETS else a.model
         Path(a.axolotl_yaml).write_text(train.axolotl_yaml(recipe, hub, a.train))
-    print(json.dumps({"adapter": str(out / "adapter"), "seconds": round(stats["seconds"], 1),
-                      "final_loss": stats["train_loss"][-1][1] if stats["train_loss"] else None,
-                      "train_loss": stats["train_loss"], "processes": trainer.args.world_size, "dtype": rt.dtype,
-                      "recipe": recipe.to_dict(), "trained_with": used}))
+    print(
+        json.dumps(
+            {
+                "adapter": str(out / "adapter"),
+                "seconds": round(stats["seconds"], 1),
+                "final_loss": stats["train_loss"][-1][1] if stats["train_loss"] else None,
+                "train_loss": stats["train_loss"],
+                "processes": trainer.args.world_size,
+                "dtype": rt.dtype,
+                "recipe": recipe.to_dict(),
+                "trained_with": used,
+            }
+        )
+    )
     return 0
 
 

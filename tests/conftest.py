@@ -1,4 +1,5 @@
-"""Shared fixtures: offline hub, the converted offline model, and one course run folder for all notebooks."""
+"""Shared fixtures: offline hub, the converted offline model, and one course run folder for all
+notebooks."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def model_and_tok(model_dir):
 
 @pytest.fixture(scope="session")
 def course_dir():
-    """One course run folder shared by every notebook test, so later notebooks find earlier artifacts; scripts/run_tests.py
-    passes one folder to all its pytest processes in WORKBOOK_COURSE_DIR."""
+    """One course run folder shared by every notebook test, so later notebooks find earlier
+    artifacts; scripts/run_tests.py passes one folder to all its pytest processes in
+    WORKBOOK_COURSE_DIR."""
     from helpers import course
 
     shared = os.environ.get("WORKBOOK_COURSE_DIR")

@@ -11,7 +11,13 @@ from helpers import align
 
 
 def rec(text, label):
-    return {"id": "t1", "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": json.dumps(label)}]}
+    return {
+        "id": "t1",
+        "messages": [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": json.dumps(label)},
+        ],
+    }
 
 
 LABEL = {"intent": "order_status", "urgency": "high", "order_id": "ORD-123456"}
@@ -19,7 +25,10 @@ LABEL = {"intent": "order_status", "urgency": "high", "order_id": "ORD-123456"}
 
 def test_error_kind_names_the_wrong_fields():
     assert align.error_kind(json.dumps(LABEL), LABEL) is None
-    assert align.error_kind(json.dumps({**LABEL, "urgency": "low", "order_id": None}), LABEL) == "urgency+order_id"
+    assert (
+        align.error_kind(json.dumps({**LABEL, "urgency": "low", "order_id": None}), LABEL)
+        == "urgency+order_id"
+    )
     assert align.error_kind("Sure, here you go", LABEL) == "invalid JSON"
 
 
@@ -28,7 +37,10 @@ def test_onpolicy_pairs_keep_only_wrong_answers_with_gold_chosen():
     outs = [json.dumps(LABEL), json.dumps({**LABEL, "intent": "refund_request"})]
     pairs, kinds = align.onpolicy_pairs(outs, rows, "SYS")
     assert len(pairs) == 1 and kinds == {"intent": 1}
-    assert pairs[0]["rejected"][0]["content"] == outs[1] and json.loads(pairs[0]["chosen"][0]["content"]) == LABEL
+    assert (
+        pairs[0]["rejected"][0]["content"] == outs[1]
+        and json.loads(pairs[0]["chosen"][0]["content"]) == LABEL
+    )
     assert pairs[0]["prompt"][0] == {"role": "system", "content": "SYS"}
 
 
@@ -41,7 +53,8 @@ def test_first_last_needs_enough_steps():
 def test_tensor_bytes_counts_shared_storage_once():
     a = torch.nn.Linear(10, 10)
     b = torch.nn.Linear(10, 10)
-    b.weight = a.weight                     # tied, like a reference adapter that shares nothing but this
+    # tied, like a reference adapter that shares nothing but this
+    b.weight = a.weight
     one = align.tensor_bytes(a)
     assert one == (100 + 10) * 4
     assert align.tensor_bytes(a, b) == one + 10 * 4
@@ -50,7 +63,7 @@ def test_tensor_bytes_counts_shared_storage_once():
 
 def test_peak_memory_sees_an_allocation():
     with align.PeakMemory() as mem:
-        block = torch.ones(64_000_000)      # 256 MB
+        block = torch.ones(64_000_000)  # 256 MB
         block += 1
     assert mem.rise_gb > 0.2
 
@@ -59,7 +72,11 @@ def test_drift_reads_changes_on_fixed_pairs():
     before = [(-10.0, -20.0), (-12.0, -18.0)]
     after = [(-11.0, -25.0), (-13.0, -17.0)]
     d = align.drift(after, before)
-    assert d["logp_chosen_change"] == -1.0 and d["logp_rejected_change"] == -2.0 and d["margin_change"] == 1.0
+    assert (
+        d["logp_chosen_change"] == -1.0
+        and d["logp_rejected_change"] == -2.0
+        and d["margin_change"] == 1.0
+    )
     assert d["mean_abs_change_nats"] == 2.0 and d["heldout_pref_accuracy"] == 0.5
 
 
@@ -67,5 +84,8 @@ def test_completion_logps_sums_only_the_reply_tokens(model_and_tok):
     model, tok = model_and_tok
     prompt = [{"role": "user", "content": "Say hi."}]
     short = align.completion_logps(model, tok, prompt, [{"role": "assistant", "content": "Hi"}])
-    longer = align.completion_logps(model, tok, prompt, [{"role": "assistant", "content": "Hi there, how are you today?"}])
-    assert short < 0 and longer < short          # more reply tokens, more (negative) log-probability summed
+    longer = align.completion_logps(
+        model, tok, prompt, [{"role": "assistant", "content": "Hi there, how are you today?"}]
+    )
+    # more reply tokens, more (negative) log-probability summed
+    assert short < 0 and longer < short

@@ -1,4 +1,5 @@
-"""helpers.data: JSONL reading with precise errors; the committed data obeys the schema and its promises."""
+"""helpers.data: JSONL reading with precise errors; the committed data obeys the schema and its
+promises."""
 
 from __future__ import annotations
 
@@ -28,18 +29,30 @@ def test_bad_json_line_is_named_by_file_and_line(tmp_path):
 
 
 def test_wrong_role_names_the_field(tmp_path):
-    bad = {"messages": [{"role": "customer", "content": "x"}, {"role": "assistant", "content": "{}"}]}
+    bad = {
+        "messages": [{"role": "customer", "content": "x"}, {"role": "assistant", "content": "{}"}]
+    }
     p = write(tmp_path, [json.dumps(GOOD), json.dumps(bad)])
-    with pytest.raises(data.DataError, match=r":2: field 'messages\[0\]\.role': 'customer' is not one of"):
+    with pytest.raises(
+        data.DataError,
+        match=r":2: field 'messages\[0\]\.role': 'customer' is not "
+        r"one of",
+    ):
         data.read_jsonl(p)
 
 
-@pytest.mark.parametrize("row, fld", [
-    ({"id": 1}, "messages"),
-    ({"messages": [{"role": "user"}, {"role": "assistant", "content": "{}"}]}, r"messages\[0\]\.content"),
-    ({"messages": [{"role": "user", "content": "x"}]}, r"messages\[0\]\.role"),
-    ([1, 2], "<row>"),
-])
+@pytest.mark.parametrize(
+    "row, fld",
+    [
+        ({"id": 1}, "messages"),
+        (
+            {"messages": [{"role": "user"}, {"role": "assistant", "content": "{}"}]},
+            r"messages\[0\]\.content",
+        ),
+        ({"messages": [{"role": "user", "content": "x"}]}, r"messages\[0\]\.role"),
+        ([1, 2], "<row>"),
+    ],
+)
 def test_missing_or_malformed_fields(tmp_path, row, fld):
     with pytest.raises(data.DataError, match=rf":1: field '{fld}'"):
         data.read_jsonl(write(tmp_path, [json.dumps(row)]))
@@ -61,21 +74,31 @@ def test_committed_splits_match_the_schema(split):
         label = data.gold(r)
         assert not list(validator.iter_errors(label)), (r["id"], label)
         oid = label["order_id"]
-        assert (oid is None) or (oid.lower() in data.ticket(r).lower()), (r["id"], "order id must be quoted from the ticket")
+        assert (oid is None) or (oid.lower() in data.ticket(r).lower()), (
+            r["id"],
+            "order id must be quoted from the ticket",
+        )
     assert len(rows) == datagen.SIZES[split]
 
 
-HAND_WRITTEN = ("probes.", "policies.")   # written by hand (probes: tickets; policies: notebook 01's facts), never generated
-PREFERENCES = {*preferences.FILES.values(), "preferences.card.md"}   # checked in tests/test_preferences.py
+# written by hand (probes: tickets; policies: notebook 01's facts), never generated
+HAND_WRITTEN = ("probes.", "policies.")
+# checked in tests/test_preferences.py
+PREFERENCES = {*preferences.FILES.values(), "preferences.card.md"}
 
 
 def test_regeneration_is_byte_identical(tmp_path):
     datagen.write_all(tmp_path)
-    generated = [f for f in sorted(data.data_dir().glob("*.jsonl")) + sorted(data.data_dir().glob("*.card.md"))
-                 if not f.name.startswith(HAND_WRITTEN) and f.name not in PREFERENCES]
+    generated = [
+        f
+        for f in sorted(data.data_dir().glob("*.jsonl")) + sorted(data.data_dir().glob("*.card.md"))
+        if not f.name.startswith(HAND_WRITTEN) and f.name not in PREFERENCES
+    ]
     assert len(generated) == 9
     for f in generated:
-        assert (tmp_path / f.name).read_bytes() == f.read_bytes(), f"{f.name} differs from a fresh regeneration"
+        assert (tmp_path / f.name).read_bytes() == f.read_bytes(), (
+            f"{f.name} differs from a fresh regeneration"
+        )
 
 
 def test_eval_shares_no_text_template_or_product_with_train():
@@ -120,7 +143,9 @@ def test_typos_never_touch_order_ids():
 
 def test_raw_dump_truth_matches_the_dump():
     lines = (data.data_dir() / "raw_dump.jsonl").read_text(encoding="utf-8").splitlines()
-    truth = [json.loads(t) for t in (data.data_dir() / "raw_dump_truth.jsonl").read_text().splitlines()]
+    truth = [
+        json.loads(t) for t in (data.data_dir() / "raw_dump_truth.jsonl").read_text().splitlines()
+    ]
     assert len(lines) == len(truth) == datagen.SIZES["raw_dump"]
     by_id = {}
     for line, t in zip(lines, truth):
@@ -142,8 +167,15 @@ def test_raw_dump_truth_matches_the_dump():
         if not {"wrong_label", "format_drift"} & set(t["defects"]):
             assert json.loads(rec["messages"][1]["content"]) == t["true_label"]
     for t in truth:
-        if "exact_duplicate" in t["defects"] and t["row_id"] in by_id and t["duplicate_of"] in by_id:
-            assert by_id[t["row_id"]]["messages"][0]["content"] == by_id[t["duplicate_of"]]["messages"][0]["content"]
+        if (
+            "exact_duplicate" in t["defects"]
+            and t["row_id"] in by_id
+            and t["duplicate_of"] in by_id
+        ):
+            assert (
+                by_id[t["row_id"]]["messages"][0]["content"]
+                == by_id[t["duplicate_of"]]["messages"][0]["content"]
+            )
     share = lambda d: sum(d in t["defects"] for t in truth) / len(truth)
     assert 0.08 <= share("wrong_label") <= 0.10
     assert 0.12 <= share("pii") <= 0.18
@@ -151,12 +183,17 @@ def test_raw_dump_truth_matches_the_dump():
 
 
 def test_raw_dump_card_numbers_pass_luhn():
-    truth = [json.loads(t) for t in (data.data_dir() / "raw_dump_truth.jsonl").read_text().splitlines()]
+    truth = [
+        json.loads(t) for t in (data.data_dir() / "raw_dump_truth.jsonl").read_text().splitlines()
+    ]
     cards = [s["value"] for t in truth for s in t["pii"] if s["type"] == "card"]
     assert len(cards) > 20
     for c in cards:
         digits = [int(d) for d in re.sub(r"\D", "", c)]
-        total = sum(d if i % 2 == 0 else (2 * d - 9 if 2 * d > 9 else 2 * d) for i, d in enumerate(reversed(digits)))
+        total = sum(
+            d if i % 2 == 0 else (2 * d - 9 if 2 * d > 9 else 2 * d)
+            for i, d in enumerate(reversed(digits))
+        )
         assert total % 10 == 0, c
 
 
@@ -167,22 +204,46 @@ def test_probe_set_is_hand_written_sized_and_unseen():
     for r in probes:
         assert not list(validator.iter_errors(data.gold(r))), r["id"]
     tags = {t for r in probes for t in r["tags"]}
-    for needed in ("one-liner", "caps", "typos", "mixed-language", "multi-order", "injection", "pii",
-                   "no-order-number", "pre-purchase", "angry", "polite"):
+    for needed in (
+        "one-liner",
+        "caps",
+        "typos",
+        "mixed-language",
+        "multi-order",
+        "injection",
+        "pii",
+        "no-order-number",
+        "pre-purchase",
+        "angry",
+        "polite",
+    ):
         assert needed in tags, needed
     generated = set()
     for split in ("train", "eval", "canary"):
         generated |= {data.ticket(r).lower() for r in data.load_split(split)}
-    generated |= {data.ticket(r).lower() for r in data.read_jsonl(data.data_dir() / "raw_dump.jsonl", strict=False)[0]}
+    generated |= {
+        data.ticket(r).lower()
+        for r in data.read_jsonl(data.data_dir() / "raw_dump.jsonl", strict=False)[0]
+    }
     for r in probes:
-        assert data.ticket(r).lower() not in generated, (r["id"], "a probe ticket appears in a generated file")
+        assert data.ticket(r).lower() not in generated, (
+            r["id"],
+            "a probe ticket appears in a generated file",
+        )
     assert (data.data_dir() / "probes.card.md").exists()
 
 
 def test_take_names_the_parameter_when_the_data_is_short():
     rows = list(range(5))
-    assert data.take(rows, 3, "N_X", "x.jsonl") == [0, 1, 2] and data.take(rows, None, "N_X", "x.jsonl") == rows
-    with pytest.raises(ValueError, match=r"N_X=6 asks for 6 rows, but x.jsonl has only 5: set N_X <= 5"):
+    assert (
+        data.take(rows, 3, "N_X", "x.jsonl") == [0, 1, 2]
+        and data.take(rows, None, "N_X", "x.jsonl") == rows
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"N_X=6 asks for 6 rows, but x.jsonl has only 5: set N_X "
+        r"<= 5",
+    ):
         data.take(rows, 6, "N_X", "x.jsonl")
     with pytest.raises(ValueError, match=r"N_X=-1"):
         data.take(rows, -1, "N_X", "x.jsonl")

@@ -15,14 +15,18 @@ def test_lora_starts_as_a_no_op_and_merges_exactly():
     base = torch.nn.Linear(32, 48, bias=True)
     layer = lora.LoRALinear(base, r=4, alpha=8)
     x = torch.randn(5, 32)
-    assert torch.equal(layer(x), base(x))                       # B = 0 at init
+    assert torch.equal(layer(x), base(x))  # B = 0 at init
     torch.nn.init.normal_(layer.B, std=0.1)
     assert (layer(x) - base(x)).abs().max() > 1e-3
-    # bounds from this machine's own fp32 rounding of the layer (against float64), never a fixed 1e-5
+    # bounds from this machine's own fp32 rounding of the layer (against float64), never a fixed
+    # 1e-5
     floor = lora.rounding_floor(layer, x)
     assert 0 < floor < 1e-5 * layer(x).abs().max()
     assert (layer.merged()(x) - layer(x)).abs().max() <= 4 * floor
-    assert layer.scaling == 2.0 and lora.LoRALinear(torch.nn.Linear(8, 8), 4, 8, rslora=True).scaling == 4.0
+    assert (
+        layer.scaling == 2.0
+        and lora.LoRALinear(torch.nn.Linear(8, 8), 4, 8, rslora=True).scaling == 4.0
+    )
 
 
 def test_matches_peft_on_a_linear():
@@ -35,15 +39,20 @@ def test_matches_peft_on_a_linear():
     torch.nn.init.normal_(lay.lora_B["default"].weight, std=0.05)
     ours = lora.LoRALinear(torch.nn.Linear(16, 16, bias=False), 4, 8)
     ours.base.weight.data = lay.base_layer.weight.data.clone()
-    ours.A.data, ours.B.data = lay.lora_A["default"].weight.data.clone(), lay.lora_B["default"].weight.data.clone()
+    ours.A.data, ours.B.data = (
+        lay.lora_A["default"].weight.data.clone(),
+        lay.lora_B["default"].weight.data.clone(),
+    )
     x = torch.randn(3, 16)
     assert (pm(x) - ours(x)).abs().max() <= 4 * lora.rounding_floor(ours, x)
 
 
 def test_seed_figure_and_target_ratios():
     assert lora.lora_params(4096, 4096, 16) == 131_072
-    assert 131_072 / 4096 ** 2 == pytest.approx(0.0078125)
-    ratio = lora.count_lora(lora.LLAMA_8B, 16, lora.ATTN + lora.MLP) / lora.count_lora(lora.LLAMA_8B, 16, lora.ATTN)
+    assert 131_072 / 4096**2 == pytest.approx(0.0078125)
+    ratio = lora.count_lora(lora.LLAMA_8B, 16, lora.ATTN + lora.MLP) / lora.count_lora(
+        lora.LLAMA_8B, 16, lora.ATTN
+    )
     assert ratio == pytest.approx(81920 / 26624)
 
 
@@ -54,7 +63,9 @@ def test_count_matches_peft_on_the_real_model(model_and_tok):
 
     model, _ = model_and_tok
     arch = lora.arch_from_config("smol", model.config, sum(p.numel() for p in model.parameters()))
-    pm = get_peft_model(copy.deepcopy(model), LoraConfig(r=8, lora_alpha=8, target_modules=list(lora.ATTN)))
+    pm = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=8, lora_alpha=8, target_modules=list(lora.ATTN))
+    )
     assert pm.get_nb_trainable_parameters()[0] == lora.count_lora(arch, 8, lora.ATTN)
 
 
@@ -69,8 +80,8 @@ def test_low_rank_matrix_energy():
 def test_update_norm_scaling_laws():
     fixed = [lora.update_norm(r, 16, False) for r in (4, 64)]
     rs = [lora.update_norm(r, 16, True) for r in (4, 64)]
-    assert fixed[1] < fixed[0] / 2          # alpha fixed: bigger r, smaller step
-    assert 0.7 < rs[1] / rs[0] < 1.4        # rsLoRA: roughly constant
+    assert fixed[1] < fixed[0] / 2  # alpha fixed: bigger r, smaller step
+    assert 0.7 < rs[1] / rs[0] < 1.4  # rsLoRA: roughly constant
 
 
 def test_memory_headlines():
@@ -85,7 +96,8 @@ def test_memory_headlines():
 
 
 def test_notebook_03_layer_cell_agrees_with_the_tested_module():
-    """Notebook 03 defines LoRALinear in an editable cell (tag `lora-layer`); it must compute what helpers.lora does."""
+    """Notebook 03 defines LoRALinear in an editable cell (tag `lora-layer`); it must compute
+    what helpers.lora does."""
     import math
 
     import nbformat
@@ -104,9 +116,15 @@ def test_notebook_03_layer_cell_agrees_with_the_tested_module():
         mine = ns["LoRALinear"](copy.deepcopy(base), 4, 8, rslora=rslora)
         torch.manual_seed(1)
         tested = lora.LoRALinear(copy.deepcopy(base), 4, 8, rslora=rslora)
-        assert torch.equal(mine.A, tested.A) and torch.equal(mine.B, tested.B) and mine.scaling == tested.scaling
+        assert (
+            torch.equal(mine.A, tested.A)
+            and torch.equal(mine.B, tested.B)
+            and mine.scaling == tested.scaling
+        )
         nn.init.normal_(mine.B, std=0.1)
         tested.B.data = mine.B.data.clone()
         assert torch.equal(mine(x), tested(x)) and torch.equal(mine.merged()(x), tested.merged()(x))
-        trainable = [[n for n, p in m.named_parameters() if p.requires_grad] for m in (mine, tested)]
+        trainable = [
+            [n for n, p in m.named_parameters() if p.requires_grad] for m in (mine, tested)
+        ]
         assert trainable[0] == trainable[1] and "base.weight" not in trainable[0], trainable

@@ -47,5 +47,7 @@ def test_load_gives_fp32_left_padding_and_chat_template(model_and_tok):
     model, tok = model_and_tok
     assert model.dtype == torch.float32 and tok.padding_side == "left"
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.02)
-    rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert rendered.endswith("<|im_start|>assistant\n")

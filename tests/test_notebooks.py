@@ -1,4 +1,5 @@
-"""Every notebook: committed clean, executed headless at CI settings in course order, outcomes asserted."""
+"""Every notebook: committed clean, executed headless at CI settings in course order, outcomes
+asserted."""
 
 from __future__ import annotations
 
@@ -24,12 +25,19 @@ def load_metrics(course_dir, stem):
 
 def outputs_text(nb_path) -> str:
     nb = nbformat.read(nb_path, as_version=4)
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return "\n".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
 
 
 def images(nb_path) -> int:
     nb = nbformat.read(nb_path, as_version=4)
-    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return sum(
+        "image/png" in o.get("data", {})
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
 
 
 def check_01(course_dir):
@@ -38,34 +46,59 @@ def check_01(course_dir):
     assert set(b) == {"zero-shot", "few-shot", "constrained"}
     assert m["n_eval"] == CI["01_decision_check"]["N_EVAL"]
     assert b["few-shot"]["json_valid"] > b["zero-shot"]["json_valid"]
-    assert b["zero-shot"]["json_valid"] <= 0.1          # a chatty 135M model ignores a bare format request
-    assert b["constrained"]["json_valid"] >= 0.95       # valid by construction
-    assert m["prompt_baseline_exact"] < 0.5             # ...but prompting does not fix accuracy
+    # a chatty 135M model ignores a bare format request
+    assert b["zero-shot"]["json_valid"] <= 0.1
+    assert b["constrained"]["json_valid"] >= 0.95  # valid by construction
+    assert m["prompt_baseline_exact"] < 0.5  # ...but prompting does not fix accuracy
     assert m["roi_quoted_example"]["payback_days"] == pytest.approx(200 / 47)
     assert m["roi_with_build_and_upkeep"]["payback_days"] > 100
     if not os.environ.get("ANTHROPIC_API_KEY"):
         assert m["frontier"].startswith("not measured")
         assert m["gate_decision"] == "DO NOT TRAIN" and "tried_top_tier_model" in m["gate_failed"]
-    # section 7, facts vs format: invented policies, so the bare base can only guess; the reading adapter's
-    # answers about unseen policies come from the prompt (without it they fail)
+    # section 7, facts vs format: invented policies, so the bare base can only guess; the reading
+    # adapter's answers about unseen policies come from the prompt (without it they fail)
     fx, ci01 = m["facts"], CI["01_decision_check"]
-    assert (fx["n_policies"], fx["n_paraphrases"], fx["n_unseen"], fx["steps"]) == (12, 24, 12, ci01["FACT_STEPS"]), fx
+    assert (fx["n_policies"], fx["n_paraphrases"], fx["n_unseen"], fx["steps"]) == (
+        12,
+        24,
+        12,
+        ci01["FACT_STEPS"],
+    ), fx
     acc = fx["accuracy"]
-    assert set(acc) == {"base, no policy", "base, its policy in the prompt", "facts in the weights, no policy",
-                        "reading in the weights, unseen policy in the prompt"}, acc
+    assert set(acc) == {
+        "base, no policy",
+        "base, its policy in the prompt",
+        "facts in the weights, no policy",
+        "reading in the weights, unseen policy in the prompt",
+    }, acc
     assert acc["base, no policy"] <= 0.25 and fx["reader_without_policy"] <= 0.25, fx
-    assert acc["reading in the weights, unseen policy in the prompt"] > max(acc["base, its policy in the prompt"],
-                                                                            fx["reader_without_policy"]), fx
-    assert fx["recite_accuracy"] >= acc["facts in the weights, no policy"] and fx["train_seconds"] > 0, fx
-    assert 5 < fx["policy_tokens"] < 40 and fx["verdict"] in ("confirmed", "refuted", "inconclusive"), fx
+    assert acc["reading in the weights, unseen policy in the prompt"] > max(
+        acc["base, its policy in the prompt"], fx["reader_without_policy"]
+    ), fx
+    assert (
+        fx["recite_accuracy"] >= acc["facts in the weights, no policy"] and fx["train_seconds"] > 0
+    ), fx
+    assert 5 < fx["policy_tokens"] < 40 and fx["verdict"] in (
+        "confirmed",
+        "refuted",
+        "inconclusive",
+    ), fx
     text = outputs_text(course_dir / "01_decision_check.ipynb")
     assert "CPU · PEFT+TRL (Unsloth needs CUDA" in text or "CUDA ·" in text
     assert f"put the facts in the prompt' is {fx['verdict']} here" in text
-    assert images(course_dir / "01_decision_check.ipynb") >= 2, "static fallback plots missing (payback, baselines)"
+    assert images(course_dir / "01_decision_check.ipynb") >= 2, (
+        "static fallback plots missing (payback, baselines)"
+    )
 
 
 # Recall floors for notebook 02's steps; the notebook explains each one (section "Floors").
-FLOORS_02 = {"exact_dedup": 0.95, "near_dedup": 0.60, "injection": 0.90, "label_audit": 0.80, "pii": 0.95}
+FLOORS_02 = {
+    "exact_dedup": 0.95,
+    "near_dedup": 0.60,
+    "injection": 0.90,
+    "label_audit": 0.80,
+    "pii": 0.95,
+}
 
 
 def check_02(course_dir):
@@ -80,45 +113,66 @@ def check_02(course_dir):
         assert sc["recall"] >= FLOORS_02["pii"] and sc["precision"] >= 0.9, (kind, sc)
     assert set(m["pii"]) == {"name", "email", "phone", "address", "card"}
     assert m["format"]["unrepairable_dropped"] == 1.0 and m["format"]["repaired"] >= 0.95
-    assert m["users_in_both"] == 0 and m["contamination_after"] == 0 and m["contamination_before"] > 0
+    assert (
+        m["users_in_both"] == 0 and m["contamination_after"] == 0 and m["contamination_before"] > 0
+    )
     assert m["version_stable"] is True
     assert m["label_noise_left"] < 0.01 < m["label_noise_raw"]
     assert m["remaining_defects"]["pii_values_visible"] == 0
     curated = data.read_jsonl(run / "curated_train.jsonl")[0]
     assert len(curated) == m["train_rows"] > m["train_rows_before_upsampling"]
-    assert len(data.read_jsonl(run / "raw_train.jsonl", strict=False)[0]) > m["train_rows_before_upsampling"]
+    assert (
+        len(data.read_jsonl(run / "raw_train.jsonl", strict=False)[0])
+        > m["train_rows_before_upsampling"]
+    )
     assert len((run / "review_sample.jsonl").read_text().splitlines()) == 50
     assert m["version"] in (run / "dataset_card.md").read_text()
-    assert images(course_dir / "02_data_curation.ipynb") >= 3   # sweep, balance, funnel
-    # the teacher (issue 20): the stand-in's errors are known by construction, a slice it gets mostly wrong and ~2%
-    # random slips elsewhere; the audit catches the slips, not the consistent error (14/14 vs 1/39 on 2026-12-01)
+    assert images(course_dir / "02_data_curation.ipynb") >= 3  # sweep, balance, funnel
+    # the teacher (issue 20): the stand-in's errors are known by construction, a slice it gets
+    # mostly wrong and ~2% random slips elsewhere; the audit catches the slips, not the consistent
+    # error (14/14 vs 1/39 on 2026-12-01)
     t = m["teacher"]
     stand_in = t["agreement"]["stand-in (offline, errors known)"]
-    assert stand_in["on the slice"] >= 30 and stand_in["double-charge slice"] < 0.5 < 0.95 <= stand_in["the rest"], stand_in
-    (hit_sys, n_sys), (hit_rand, n_rand) = t["audit_caught"]["systematic (slice)"], t["audit_caught"]["random slips"]
-    assert n_sys >= 20 and n_rand >= 5 and hit_rand / n_rand - hit_sys / n_sys >= 0.5, t["audit_caught"]
+    assert (
+        stand_in["on the slice"] >= 30
+        and stand_in["double-charge slice"] < 0.5 < 0.95 <= stand_in["the rest"]
+    ), stand_in
+    (hit_sys, n_sys), (hit_rand, n_rand) = (
+        t["audit_caught"]["systematic (slice)"],
+        t["audit_caught"]["random slips"],
+    )
+    assert n_sys >= 20 and n_rand >= 5 and hit_rand / n_rand - hit_sys / n_sys >= 0.5, t[
+        "audit_caught"
+    ]
     if not os.environ.get("ANTHROPIC_API_KEY"):
         assert t["claude"] == "not measured: ANTHROPIC_API_KEY is not set"
 
 
 def check_03(course_dir):
     m = load_metrics(course_dir, "03_lora_math")
-    # within this run's own fp32 rounding floor (the layer against itself in float64), not one machine's numbers
+    # within this run's own fp32 rounding floor (the layer against itself in float64), not one
+    # machine's numbers
     floor = m["fp32_rounding_floor"]
-    assert m["max_abs_diff_vs_peft"] <= 4 * floor and m["max_abs_diff_merged"] <= 4 * floor, (floor, m)
+    assert m["max_abs_diff_vs_peft"] <= 4 * floor and m["max_abs_diff_merged"] <= 4 * floor, (
+        floor,
+        m,
+    )
     assert m["seed_4096_r16_params"] == 131_072 and abs(m["seed_4096_r16_share"] - 0.0078) < 1e-4
     assert m["peft_trainable_r16_all_linear"] == m["formula_r16_all_linear"]
-    assert 3 <= m["all_linear_over_attention_llama8b"] <= 4 and m["all_linear_over_attention_smollm2"] < 3
+    assert (
+        3 <= m["all_linear_over_attention_llama8b"] <= 4
+        and m["all_linear_over_attention_smollm2"] < 3
+    )
     assert m["dw_loss_first_last"][1] < m["dw_loss_first_last"][0]
     assert m["energy_real"]["16"] > 3 * m["energy_random"]["16"]
     g = m["update_growth_r4_to_r64"]
     assert g["alpha=16 fixed"] < 1 < g["alpha=r"] and 0.7 < g["rsLoRA, alpha=16"] < 1.4
     assert 35 < m["memory_70b_qlora"]["weights"] < 38 and m["memory_70b_qlora"]["total"] < 48
-    assert images(course_dir / "03_lora_math.ipynb") >= 3   # rank energy, alpha, slider read-out
+    assert images(course_dir / "03_lora_math.ipynb") >= 3  # rank energy, alpha, slider read-out
 
 
-# Learner defaults (180 steps): measured 62.5% exact / 97.5% valid on 200 tickets (LEDGER.md). The issue's
-# target is 90% / 99%; below it the full-profile check reports XFAIL, never a pass.
+# Learner defaults (180 steps): measured 62.5% exact / 97.5% valid on 200 tickets (LEDGER.md). The
+# issue's target is 90% / 99%; below it the full-profile check reports XFAIL, never a pass.
 FULL_MEASURED_04 = 0.60
 FULL_TARGET_04 = 0.90
 
@@ -132,7 +186,10 @@ def check_04(course_dir):
     run = runtime.latest_run(course_dir, "04_qlora_training")
     assert m["nf4_levels_vs_bnb"] < 1e-6 and m["nf4_roundtrip_vs_bnb"] < 1e-5
     e = m["quant_errors"]
-    assert e["NF4"]["rel_error"] < e["int4"]["rel_error"] and e["NF4"]["rel_error"] < e["FP4"]["rel_error"]
+    assert (
+        e["NF4"]["rel_error"] < e["int4"]["rel_error"]
+        and e["NF4"]["rel_error"] < e["FP4"]["rel_error"]
+    )
     assert abs(m["double_quant_saving_bits"] - 0.373) < 0.002
     assert 0 < m["loss_token_share"] < 0.6
     after, few = m["after"], m["before"]["few-shot"]
@@ -146,7 +203,8 @@ def check_04(course_dir):
     # the hand-written probes are scored and the gap is recorded
     assert m["n_probes"] >= 60 and m["probes"]["json_valid"] >= 0.9, m["probes"]
     assert m["probe_gap"] == pytest.approx(after["exact_match"] - m["probes"]["exact_match"])
-    # one recipe: the notebook trained with the YAML plus its RECIPE_CHANGES, and the Axolotl export says the same
+    # one recipe: the notebook trained with the YAML plus its RECIPE_CHANGES, and the Axolotl export
+    # says the same
     recipe = train.load_recipe(**m["recipe_changes"], seed=m["recipe"]["seed"])
     assert m["trained_with"] == train.expected_args(recipe)
     ax = train.from_axolotl(yaml.safe_load((run / "axolotl.yaml").read_text()))
@@ -155,78 +213,148 @@ def check_04(course_dir):
     assert all(m["recipe"][k] == v for k, v in raw.items() if k not in m["recipe_changes"])
     # the curve: one point per saved checkpoint plus the final model, in training order
     minutes = [p["minutes"] for p in m["curve"]]
-    assert len(minutes) >= 2 and minutes == sorted(minutes) and m["curve"][-1]["exact_match"] == after["exact_match"]
-    # 6b: the average of the last curve points (the final model included) was scored on the same held-out tickets
+    assert (
+        len(minutes) >= 2
+        and minutes == sorted(minutes)
+        and m["curve"][-1]["exact_match"] == after["exact_match"]
+    )
+    # 6b: the average of the last curve points (the final model included) was scored on the same
+    # held-out tickets
     ca, steps = m["checkpoint_average"], [p["step"] for p in m["curve"]]
-    assert len(ca["steps"]) >= 2 and ca["steps"] == steps[-len(ca["steps"]):] and ca["n"] == m["n_eval"], ca
-    assert (run / "adapter-averaged" / "adapter_model.safetensors").exists() and 0 <= ca["exact_match"] <= 1
-    # the adapter notebooks 05-08 read was chosen on validation rows (the average unless it answers fewer of them
-    # exactly), byte for byte that model, and its held-out score is that model's; the final one is kept beside it
+    assert (
+        len(ca["steps"]) >= 2
+        and ca["steps"] == steps[-len(ca["steps"]) :]
+        and ca["n"] == m["n_eval"]
+    ), ca
+    assert (run / "adapter-averaged" / "adapter_model.safetensors").exists() and 0 <= ca[
+        "exact_match"
+    ] <= 1
+    # the adapter notebooks 05-08 read was chosen on validation rows (the average unless it answers
+    # fewer of them exactly), byte for byte that model, and its held-out score is that model's; the
+    # final one is kept beside it
     ho, weights = m["handed_on"], (run / "adapter" / "adapter_model.safetensors").read_bytes()
     val = ho["validation_exact"]
-    assert ho["kind"] == ("average" if val["average"] >= val["final"] else "final") and ho["n_validation"] >= 32, ho
+    assert (
+        ho["kind"] == ("average" if val["average"] >= val["final"] else "final")
+        and ho["n_validation"] >= 32
+    ), ho
     assert (run / "adapter-final" / "adapter_model.safetensors").exists()
     averaged = (run / "adapter-averaged" / "adapter_model.safetensors").read_bytes()
     kept = ca if ho["kind"] == "average" else after
     assert (weights == averaged) == (ho["kind"] == "average"), ho
-    assert (ho["exact_match"], ho["json_valid"]) == (kept["exact_match"], kept["json_valid"]), (ho, kept)
+    assert (ho["exact_match"], ho["json_valid"]) == (kept["exact_match"], kept["json_valid"]), (
+        ho,
+        kept,
+    )
     same, n = m["reload_identical"]
     assert m["reload_reproduces"] is True and same == n > 0, m["reload_identical"]
     assert f"checkpoint-{m['abl_steps']}" in m["checkpoints"] and len(m["checkpoints"]) >= 2
-    assert (run / "adapter" / "adapter_config.json").exists() and (run / "merged" / "model.safetensors").exists()
+    assert (run / "adapter" / "adapter_config.json").exists() and (
+        run / "merged" / "model.safetensors"
+    ).exists()
     card = (run / "adapter" / "README.md").read_text()
     assert m["dataset_version"] in card and m["recipe"]["system_prompt"] in card
-    # the recipe ("curated") plus each arm CI asks for, once per seed; the other base is named for what it is
+    # the recipe ("curated") plus each arm CI asks for, once per seed; the other base is named for
+    # what it is
     arms = {k.rsplit("|", 1)[0] for k in m["ablations"]}
-    asked = {m["other_base_arm"] if a == "other base" else a for a in CI["04_qlora_training"]["ABL_ARMS"]}
-    assert arms == {"curated"} | asked and len(m["ablations"]) == len(arms) * len(m["abl_seeds"]), sorted(m["ablations"])
-    # 8a: every lr x schedule x seed arm ran and was scored; the summary names the best arm and the seed spread
+    asked = {
+        m["other_base_arm"] if a == "other base" else a for a in CI["04_qlora_training"]["ABL_ARMS"]
+    }
+    assert arms == {"curated"} | asked and len(m["ablations"]) == len(arms) * len(m["abl_seeds"]), (
+        sorted(m["ablations"])
+    )
+    # 8a: every lr x schedule x seed arm ran and was scored; the summary names the best arm and the
+    # seed spread
     p04 = CI["04_qlora_training"]
-    assert len(m["search"]) == len(p04["SEARCH_LRS"]) * len(p04["SEARCH_SCHEDULES"]) * len(p04["SEARCH_SEEDS"])
-    assert {(a["lr"], a["schedule"]) for a in m["search"]} == {(lr, s) for lr in p04["SEARCH_LRS"] for s in p04["SEARCH_SCHEDULES"]}
+    assert len(m["search"]) == len(p04["SEARCH_LRS"]) * len(p04["SEARCH_SCHEDULES"]) * len(
+        p04["SEARCH_SEEDS"]
+    )
+    assert {(a["lr"], a["schedule"]) for a in m["search"]} == {
+        (lr, s) for lr in p04["SEARCH_LRS"] for s in p04["SEARCH_SCHEDULES"]
+    }
     best = max(m["search"], key=lambda a: a["exact_match"])
-    assert m["search_summary"]["best"]["exact_match_mean"] >= best["exact_match"] / len(p04["SEARCH_SEEDS"])
-    assert m["search_summary"]["largest_seed_spread"] >= 0 and m["search_summary"]["steps"] == p04["SEARCH_STEPS"]
-    # 8b: bf16 vs fp32 measured where the processor has bf16 units, else skipped with the missing flags named
+    assert m["search_summary"]["best"]["exact_match_mean"] >= best["exact_match"] / len(
+        p04["SEARCH_SEEDS"]
+    )
+    assert (
+        m["search_summary"]["largest_seed_spread"] >= 0
+        and m["search_summary"]["steps"] == p04["SEARCH_STEPS"]
+    )
+    # 8b: bf16 vs fp32 measured where the processor has bf16 units, else skipped with the missing
+    # flags named
     from helpers import runtime as rtm
+
     if rtm.compute_dtype("cpu", "auto")[0] == "bf16":
-        assert m["dtype_comparison"]["speedup"] > 0 and len(m["dtype_comparison"]["bf16"]["exact_match"]) == len(m["abl_seeds"])
+        assert m["dtype_comparison"]["speedup"] > 0 and len(
+            m["dtype_comparison"]["bf16"]["exact_match"]
+        ) == len(m["abl_seeds"])
     else:
         assert "no bf16 units" in m["dtype_comparison"]["skipped"] and m["dtype"] == "fp32"
-    assert m["epochs"] == pytest.approx(m["recipe"]["steps"] * m["recipe"]["batch"] / m["train_rows"])
+    assert m["epochs"] == pytest.approx(
+        m["recipe"]["steps"] * m["recipe"]["batch"] / m["train_rows"]
+    )
     assert all("exact_match" in v and "json_valid" in v for v in m["ablations"].values())
     tokens = m["prompt_tokens_per_row"]
     assert tokens["label list"] > tokens["one-line (the recipe)"] + 40
-    assert m["train"]["tokens_per_s"] > 0 and m["train"]["train_loss"][-1][1] < m["train"]["train_loss"][0][1]
+    assert (
+        m["train"]["tokens_per_s"] > 0
+        and m["train"]["train_loss"][-1][1] < m["train"]["train_loss"][0][1]
+    )
     text = outputs_text(course_dir / "04_qlora_training.ipynb")
     assert "TRAINED ON:" in text and "Read:" in text
-    # section 8c (issue 20): a gold and a teacher-labelled student per seed, scored on held-out double-charge tickets
+    # section 8c (issue 20): a gold and a teacher-labelled student per seed, scored on held-out
+    # double-charge tickets
     ci = CI["04_qlora_training"]
-    assert set(m["teacher_arms"]) == {f"{a}|{s}" for a in ("gold labels", "teacher labels") for s in ci["ABL_SEEDS"]}
-    assert m["n_slice_eval"] == ci["N_SLICE_EVAL"] and 0 < m["slice_teacher_would_be_wrong"] <= m["n_slice_eval"]
-    assert 0.02 < m["teacher_rows_wrong"] / m["teacher_rows"] < 0.08, m["teacher_rows_wrong"]   # ~4%: slice + 2% slips
+    assert set(m["teacher_arms"]) == {
+        f"{a}|{s}" for a in ("gold labels", "teacher labels") for s in ci["ABL_SEEDS"]
+    }
+    assert (
+        m["n_slice_eval"] == ci["N_SLICE_EVAL"]
+        and 0 < m["slice_teacher_would_be_wrong"] <= m["n_slice_eval"]
+    )
+    # ~4%: slice + 2% slips
+    assert 0.02 < m["teacher_rows_wrong"] / m["teacher_rows"] < 0.08, m["teacher_rows_wrong"]
     assert m["teacher_slice_rows_mislabelled"] > 0 and m["teacher_slice_rows_seen_est"] > 0
     for arm in m["teacher_arms"].values():
         assert 0 <= arm["slice_intent_right"] <= 1 and 0 <= arm["slice_teacher_mistake"] <= 1, arm
-    # section 8d (issue 20): injections dropped vs kept with true labels, both scored clean and attacked
-    assert set(m["inject_arms"]) == {f"{a}|{s}" for a in ("dropped", "kept") for s in ci["ABL_SEEDS"]}
-    assert m["n_inject_eval"] == ci["N_ABL_EVAL"] and m["inject_copies"] == round(m["inject_share"] * m["train_rows"]) > 0
+    # section 8d (issue 20): injections dropped vs kept with true labels, both scored clean and
+    # attacked
+    assert set(m["inject_arms"]) == {
+        f"{a}|{s}" for a in ("dropped", "kept") for s in ci["ABL_SEEDS"]
+    }
+    assert (
+        m["n_inject_eval"] == ci["N_ABL_EVAL"]
+        and m["inject_copies"] == round(m["inject_share"] * m["train_rows"]) > 0
+    )
     for key, arm in m["inject_arms"].items():
         assert all(0 <= arm[k] <= 1 for k in ("exact_match", "inj_exact", "inj_obeyed")), (key, arm)
-        assert arm["inj_exact"] + arm["inj_obeyed"] <= 1, (key, arm)   # an answer cannot be both right and obeyed
-    for s in ci["ABL_SEEDS"]:   # the dropped arm is section 8's curated arm, not a new training
-        assert m["inject_arms"][f"dropped|{s}"]["exact_match"] == m["ablations"][f"curated|{s}"]["exact_match"]
-    # section 8e (issue 20): the size and noise curves hold every arm the profile asks for, per seed, with its epochs
-    curve_arms = ([f"{n} rows" for n in ci["SIZE_ARMS"]] + ["all rows"] + [f"{r:.0%} flipped" for r in ci["NOISE_RATES"]]
-                  + [f"{ci['N_SMALL_SET']} rows, 5% flipped"])
+        # an answer cannot be both right and obeyed
+        assert arm["inj_exact"] + arm["inj_obeyed"] <= 1, (key, arm)
+    for s in ci["ABL_SEEDS"]:  # the dropped arm is section 8's curated arm, not a new training
+        assert (
+            m["inject_arms"][f"dropped|{s}"]["exact_match"]
+            == m["ablations"][f"curated|{s}"]["exact_match"]
+        )
+    # section 8e (issue 20): the size and noise curves hold every arm the profile asks for, per
+    # seed, with its epochs
+    curve_arms = (
+        [f"{n} rows" for n in ci["SIZE_ARMS"]]
+        + ["all rows"]
+        + [f"{r:.0%} flipped" for r in ci["NOISE_RATES"]]
+        + [f"{ci['N_SMALL_SET']} rows, 5% flipped"]
+    )
     assert set(m["data_arms"]) == {f"{a}|{s}" for a in curve_arms for s in ci["ABL_SEEDS"]}
     assert list(m["data_curves"]) == curve_arms
     for key, arm in m["data_arms"].items():
         assert 0 <= arm["exact_match"] <= 1, (key, arm)
-        assert arm["epochs"] == pytest.approx(ci["ABL_STEPS"] * m["recipe"]["batch"] / arm["rows"]), (key, arm)
+        assert arm["epochs"] == pytest.approx(
+            ci["ABL_STEPS"] * m["recipe"]["batch"] / arm["rows"]
+        ), (key, arm)
     assert m["data_curves"]["all rows"]["rows"] == m["train_rows"]
-    assert m["labels_flipped"] == {**{str(r): round(r * m["train_rows"]) for r in ci["NOISE_RATES"]},
-                                   "small": round(0.05 * ci["N_SMALL_SET"])}
+    assert m["labels_flipped"] == {
+        **{str(r): round(r * m["train_rows"]) for r in ci["NOISE_RATES"]},
+        "small": round(0.05 * ci["N_SMALL_SET"]),
+    }
     # the copy-into-project cell carries the recipe's values, written in
     copy_cell = course.recipe_source(NB_DIR / "04_qlora_training.ipynb")
     literal = ast.literal_eval(copy_cell.split("RECIPE = ", 1)[1].split("\n", 1)[0])
@@ -234,7 +362,9 @@ def check_04(course_dir):
     if m["recipe"]["steps"] >= 100:  # the learner's full profile
         assert after["exact_match"] >= FULL_MEASURED_04 and after["json_valid"] >= 0.97, after
         if after["exact_match"] < FULL_TARGET_04 or after["json_valid"] < 0.99:
-            pytest.xfail(f"issue 7's learner target (>= 90% exact, >= 99% valid) not reached: {after}")
+            pytest.xfail(
+                f"issue 7's learner target (>= 90% exact, >= 99% valid) not reached: {after}"
+            )
 
 
 def check_05(course_dir):
@@ -243,13 +373,18 @@ def check_05(course_dir):
     # bad preference rows name the file, the line and the field
     assert "bad_pairs.jsonl:2: field 'rejected'" in m["bad_pair_error"]
     assert m["onpolicy_pairs"] == sum(m["onpolicy_error_kinds"].values()) > 0
-    # the reply SFT stage keeps the first task valid; what it costs in exact match is recorded, not hidden
+    # the reply SFT stage keeps the first task valid; what it costs in exact match is recorded, not
+    # hidden
     assert m["triage"]["SFT"]["json_valid"] >= 0.95 and "exact_match" in m["triage_nb04_adapter"]
     # the reference model: a copied adapter costs megabytes, a second model copy the whole model
     ref = m["ref_memory"]
     assert ref["PeftModel (ref adapter)"]["adapters"] == ["default", "ref"]
-    extra_adapter = ref["PeftModel (ref adapter)"]["tensor_MB"] - ref["peft_config (adapter off)"]["tensor_MB"]
-    extra_copy = ref["second model copy"]["tensor_MB"] - ref["peft_config (adapter off)"]["tensor_MB"]
+    extra_adapter = (
+        ref["PeftModel (ref adapter)"]["tensor_MB"] - ref["peft_config (adapter off)"]["tensor_MB"]
+    )
+    extra_copy = (
+        ref["second model copy"]["tensor_MB"] - ref["peft_config (adapter off)"]["tensor_MB"]
+    )
     assert 1 < extra_adapter < 50 and extra_copy > 500, ref
     # DPO: margin and preference accuracy rise over training
     dpo = m["dpo"]
@@ -257,46 +392,70 @@ def check_05(course_dir):
     assert dpo["margin_first_last"][1] > dpo["margin_first_last"][0], dpo["margin_first_last"]
     assert dpo["accuracy_first_last"][1] > dpo["accuracy_first_last"][0], dpo["accuracy_first_last"]
     # triage validity drops by at most 2 points after DPO
-    assert m["validity_drop_after_dpo"] <= 0.02 + 1e-9, m["triage"]      # 2 points (one ticket in 50 is exactly 2)
+    # 2 points (one ticket in 50 is exactly 2)
+    assert m["validity_drop_after_dpo"] <= 0.02 + 1e-9, m["triage"]
     if not os.environ.get("ANTHROPIC_API_KEY"):
         assert m["claude_judge"].startswith("not measured")
     # lr / beta: every arm recorded; a higher beta stays closer to the reference
     assert len(m["sweep"]) == 1 + len(ci["SWEEP_LRS"]) + len(ci["SWEEP_BETAS"])
-    # CI runs one beta (the comparison is None, not a made-up False); the direction shows with a budget of steps
+    # CI runs one beta (the comparison is None, not a made-up False); the direction shows with a
+    # budget of steps
     assert (m["higher_beta_closer"] is None) == (len(m["beta_drift"]) == 1), m["beta_drift"]
     if m["sweep_steps"] >= 20 and len(m["beta_drift"]) > 1:
         assert m["higher_beta_closer"] is True, m["beta_drift"]
     lr_margin = {float(k): v for k, v in m["lr_margin"].items()}
-    assert lr_margin[max(lr_margin)] > lr_margin[min(lr_margin)] > 0, lr_margin    # a bigger lr moves the margin more
+    # a bigger lr moves the margin more
+    assert lr_margin[max(lr_margin)] > lr_margin[min(lr_margin)] > 0, lr_margin
     # the siblings complete at the same budget and record their numbers
-    assert set(m["siblings"]) == {"DPO", "SFT (stage 1, batch 8)", *ci["SIBLINGS"]}, sorted(m["siblings"])
+    assert set(m["siblings"]) == {"DPO", "SFT (stage 1, batch 8)", *ci["SIBLINGS"]}, sorted(
+        m["siblings"]
+    )
     for name in ci["SIBLINGS"]:
         row = m["siblings"][name]
         assert row["steps"] == ci["SIBLING_STEPS"] and row["s_per_step"] > 0, (name, row)
         assert 0 <= row["reply_win_rate_vs_SFT"] <= 1 and 0 <= row["triage_valid"] <= 1, (name, row)
     assert m["dpo_over_sft_step"] > 1.0
-    # noisy preferences: each of NOISE_METHODS clean and with a quarter of the pairs flipped, on the same held-out
-    # pairs (CI's profile passes none: at one step a arm they show nothing; the learner's run has DPO and IPO)
+    # noisy preferences: each of NOISE_METHODS clean and with a quarter of the pairs flipped, on the
+    # same held-out pairs (CI's profile passes none: at one step a arm they show nothing; the
+    # learner's run has DPO and IPO)
     nz = m["noise"]
-    assert nz["flipped"] == round(nz["share"] * m["n_pairs"]) > 0 and nz["steps"] == ci["SWEEP_STEPS"]
+    assert (
+        nz["flipped"] == round(nz["share"] * m["n_pairs"]) > 0 and nz["steps"] == ci["SWEEP_STEPS"]
+    )
     assert nz["methods"] == ci["NOISE_METHODS"], nz["methods"]
-    assert set(nz["arms"]) == {f"{meth} {d}" for meth in nz["methods"] for d in ("clean", f"{nz['share']:.0%} flipped")}
+    assert set(nz["arms"]) == {
+        f"{meth} {d}" for meth in nz["methods"] for d in ("clean", f"{nz['share']:.0%} flipped")
+    }
     for name, arm in nz["arms"].items():
         assert 0 <= arm["heldout_pref_accuracy"] <= 1, (name, arm)
     if "DPO" in nz["methods"]:
-        assert nz["arms"]["DPO clean"]["heldout_pref_accuracy"] == m["sweep"][f"lr={m['dpo']['lr']:g}, beta={m['dpo']['beta']:g}"]["heldout_pref_accuracy"]
+        assert (
+            nz["arms"]["DPO clean"]["heldout_pref_accuracy"]
+            == m["sweep"][f"lr={m['dpo']['lr']:g}, beta={m['dpo']['beta']:g}"][
+                "heldout_pref_accuracy"
+            ]
+        )
     # GRPO: mean reward rises from the SFT start; from the bare base the groups have no spread
     g = m["grpo"]
     assert g["steps"] == ci["GRPO_STEPS"]
-    # the pre-flight: every candidate sampled, the band is the tickets it got right sometimes but not always
+    # the pre-flight: every candidate sampled, the band is the tickets it got right sometimes but
+    # not always
     pf, k = g["preflight"], g["num_generations"]
     assert pf["candidates"] == ci["N_GRPO_CANDIDATES"] == sum(pf["right_counts"].values()), pf
     assert pf["band"] == sum(n for c, n in pf["right_counts"].items() if 0 < int(c) < k) > 0, pf
     assert pf["zero_spread_share_before"] == pytest.approx(1 - pf["band"] / pf["candidates"]), pf
-    assert g["fixed_set_size"] == min(pf["band"], ci["GRPO_STEPS"] * g["prompts_per_step"]) and g["fixed_set_samples"] >= 4, g
-    assert g["fixed_set_reward_after"] > g["fixed_set_reward_before"], (g["fixed_set_reward_before"], g["fixed_set_reward_after"])
+    assert (
+        g["fixed_set_size"] == min(pf["band"], ci["GRPO_STEPS"] * g["prompts_per_step"])
+        and g["fixed_set_samples"] >= 4
+    ), g
+    assert g["fixed_set_reward_after"] > g["fixed_set_reward_before"], (
+        g["fixed_set_reward_before"],
+        g["fixed_set_reward_after"],
+    )
     # issue 19: GRPO does no harm; CI's 50 tickets allow a drop of at most 6 points (3 tickets)
-    assert g["report"]["GRPO"]["exact_match"] >= g["report"]["SFT"]["exact_match"] - 0.06 - 1e-9, g["report"]
+    assert g["report"]["GRPO"]["exact_match"] >= g["report"]["SFT"]["exact_match"] - 0.06 - 1e-9, g[
+        "report"
+    ]
     # the arms ran at the same budget against the main run's checkpoint; a KL arm logs its KL
     assert set(g["arms"]) == {"main (loss dapo, beta 0)", *ci["GRPO_ARMS"]}, g["arms"]
     for spec, arm in g["arms"].items():
@@ -308,20 +467,32 @@ def check_05(course_dir):
     for name in ("SFT", "GRPO"):
         rep = g["report"][name]
         assert rep["pass@1"] <= rep[f"pass@{4}"] and "probes_exact" in rep, rep
-    assert images(course_dir / "05_dpo_and_siblings.ipynb") >= 3   # DPO signals, GRPO curves, the DPO-loss slider
-    # the DPO model learned the preferences: every held-out pair's margin moved the right way on average
-    assert dpo["heldout"]["margin_change"] > 0 and dpo["heldout"]["heldout_pref_accuracy"] >= 0.75, dpo["heldout"]
-    # the logs' majority flaw reaches the SFT model, and DPO on (good, flawed) pairs does not make it more common
+    # DPO signals, GRPO curves, the DPO-loss slider
+    assert images(course_dir / "05_dpo_and_siblings.ipynb") >= 3
+    # the DPO model learned the preferences: every held-out pair's margin moved the right way on
+    # average
+    assert (
+        dpo["heldout"]["margin_change"] > 0 and dpo["heldout"]["heldout_pref_accuracy"] >= 0.75
+    ), dpo["heldout"]
+    # the logs' majority flaw reaches the SFT model, and DPO on (good, flawed) pairs does not make
+    # it more common
     rc = m["reply_checks"]
-    assert m["log_flaw_share"]["upsell"] > 0.5 and rc["logs"]["no_upsell"] < 0.5, m["log_flaw_share"]
-    assert rc["SFT"]["no_upsell"] < 1.0, rc                  # the SFT model copied the bot's upsell
+    assert m["log_flaw_share"]["upsell"] > 0.5 and rc["logs"]["no_upsell"] < 0.5, m[
+        "log_flaw_share"
+    ]
+    assert rc["SFT"]["no_upsell"] < 1.0, rc  # the SFT model copied the bot's upsell
     assert rc["DPO"]["no_upsell"] >= rc["SFT"]["no_upsell"], rc
-    # issue 19's target: DPO beats SFT on reply win rate, >= 58% at CI budget. Last, so every check above runs.
-    # One CI run on the AVX2 EPYC measured 62.5% over 24 prompts (one prompt is 4 points), so a miss on another
-    # processor's rounding is reported as XFAIL with the number and each check's pass rate, not hidden.
+    # issue 19's target: DPO beats SFT on reply win rate, >= 58% at CI budget. Last, so every check
+    # above runs. One CI run on the AVX2 EPYC measured 62.5% over 24 prompts (one prompt is 4
+    # points), so a miss on another processor's rounding is reported as XFAIL with the number and
+    # each check's pass rate, not hidden.
     if m["reply_win_rate_dpo_vs_sft"] < 0.58:
-        pytest.xfail(f"issue 19 target (DPO beats SFT on replies, >= 58% in CI) not reached: win rate "
-                     f"{m['reply_win_rate_dpo_vs_sft']:.1%} over {m['n_reply_eval']} prompts; pass rates {rc}")
+        pytest.xfail(
+            "issue 19 target (DPO beats SFT on replies, >= 58% in CI) not reached: win "
+            "rate "
+            f"{m['reply_win_rate_dpo_vs_sft']:.1%} over {m['n_reply_eval']} prompts; pass "
+            f"rates {rc}"
+        )
 
 
 def check_06(course_dir):
@@ -329,7 +500,10 @@ def check_06(course_dir):
     v = m["vs_transformers"]
     assert v["all_same_kept_set"] and v["max_prob_diff"] < 1e-6 and v["configs"] >= 15, v
     b, f = m["sharpening"]["base"], m["sharpening"]["fine-tuned"]
-    assert f["mean_top1"] > b["mean_top1"] and f["mean_entropy_bits"] < b["mean_entropy_bits"], (b, f)
+    assert f["mean_top1"] > b["mean_top1"] and f["mean_entropy_bits"] < b["mean_entropy_bits"], (
+        b,
+        f,
+    )
     r = m["reproducibility"]
     assert r["same_seed_same_sample"] and r["t0_equals_greedy"] and r["other_seeds_differ"] >= 1, r
     temps = {row["T"] for row in m["sweep"]}
@@ -338,15 +512,25 @@ def check_06(course_dir):
     assert samplers == {"greedy", "none", "top_p 0.9", "min_p 0.05", "min_p 0.1"}
     assert {row["model"] for row in m["sweep"]} == {"base (few-shot)", "fine-tuned"}
     assert len({row["draw"] for row in m["sweep"]}) == CI["06_decoding"]["DRAWS"]
-    assert m["constrained"]["base + grammar"]["json_valid"] == 1.0 and m["constrained"]["fine-tuned + grammar"]["json_valid"] == 1.0
+    assert (
+        m["constrained"]["base + grammar"]["json_valid"] == 1.0
+        and m["constrained"]["fine-tuned + grammar"]["json_valid"] == 1.0
+    )
     mon = m["monitor"]
-    assert 0 <= mon["precision"] <= 1 and 0 <= mon["recall"] <= 1 and mon["n"] == 3 * CI["06_decoding"]["N_MONITOR"]
+    assert (
+        0 <= mon["precision"] <= 1
+        and 0 <= mon["recall"] <= 1
+        and mon["n"] == 3 * CI["06_decoding"]["N_MONITOR"]
+    )
     assert set(m["presets"]) == {"strict_json", "persona_chat"}
-    assert m["presets"]["strict_json"]["temperature"] == 0 and m["presets"]["persona_chat"]["min_p"] == 0.05
+    assert (
+        m["presets"]["strict_json"]["temperature"] == 0
+        and m["presets"]["persona_chat"]["min_p"] == 0.05
+    )
     assert set(m["repetition"]["triage"]) == {"1.0", "1.05", "1.1", "1.2", "1.3", "1.5", "2.0"}
     assert m["grammar_cost_ratio"]["fine-tuned"] > 0 and m["decode_step_ms"] > 0
     assert (runtime.latest_run(course_dir, "06_decoding") / "slider_position.pt").exists()
-    assert images(course_dir / "06_decoding.ipynb") >= 3   # top-10 bars, sweep grid, slider
+    assert images(course_dir / "06_decoding.ipynb") >= 3  # top-10 bars, sweep grid, slider
 
 
 def check_07(course_dir):
@@ -354,36 +538,72 @@ def check_07(course_dir):
     run = course_dir / "07_eval"
     ci = CI["07_eval"]
     assert m["tier2"]["fine-tuned"]["exact_match"] > m["tier2"]["base"]["exact_match"]
-    assert 0 <= m["intent_f1"]["fine-tuned"]["macro_f1"] <= 1 and sum(map(sum, m["confusion_fine_tuned"])) == ci["N_TEST"]
+    assert (
+        0 <= m["intent_f1"]["fine-tuned"]["macro_f1"] <= 1
+        and sum(map(sum, m["confusion_fine_tuned"])) == ci["N_TEST"]
+    )
     assert m["contamination"]["exact"] == 0 and m["contamination"]["near_duplicates"] == 0
-    assert set(m["tier3"]) == {"hand-written", "long", "typos_shouting", "mixed_language", "injection",
-                               "multiple_order_ids", "unseen_products"}
+    assert set(m["tier3"]) == {
+        "hand-written",
+        "long",
+        "typos_shouting",
+        "mixed_language",
+        "injection",
+        "multiple_order_ids",
+        "unseen_products",
+    }
     assert all(v["n"] == ci["N_PROBE_SET"] for k, v in m["tier3"].items() if k != "hand-written")
-    for side in ("base", "adapter"):   # lm-eval ran offline and produced a number for every task
-        assert set(m["lm_eval"][side]) == {"workbook_arithmetic", "workbook_commonsense", "workbook_facts",
-                                           "workbook_short_answer"}
+    for side in ("base", "adapter"):  # lm-eval ran offline and produced a number for every task
+        assert set(m["lm_eval"][side]) == {
+            "workbook_arithmetic",
+            "workbook_commonsense",
+            "workbook_facts",
+            "workbook_short_answer",
+        }
         assert all(isinstance(v, float) and 0 <= v <= 1 for v in m["lm_eval"][side].values())
-    for name, c in m["cross_check"].items():   # our scorer picks what lm-eval picks on every item
+    for name, c in m["cross_check"].items():  # our scorer picks what lm-eval picks on every item
         assert c["same_pick"] == c["items"] == 36, (name, c)
     gate = m["canary_gate"]
-    assert gate["merged (good)"]["verdict"] == "PASS" and gate["alpha x3 (broken)"]["verdict"] == "BLOCK", gate
+    assert (
+        gate["merged (good)"]["verdict"] == "PASS"
+        and gate["alpha x3 (broken)"]["verdict"] == "BLOCK"
+    ), gate
     chosen = m["chosen_checkpoint"]
-    assert any(p["step"] == chosen["step"] and p["pareto"] for p in m["checkpoints"]), (chosen, m["checkpoints"])
+    assert any(p["step"] == chosen["step"] and p["pareto"] for p in m["checkpoints"]), (
+        chosen,
+        m["checkpoints"],
+    )
     assert set(m["arms"]) == {"triage only", "12% general mix", "notebook 04 adapter"}
     judge = m["judges"]["stand-in (local, not an LLM)"]
     assert 0 <= judge["agreement"] <= 1 and judge["position_flips"] == 0
     if not os.environ.get("ANTHROPIC_API_KEY"):
         assert m["claude_judge"].startswith("not measured")
     report = (run / "report.md").read_text()
-    for section in ("Verdict", "Tier 1", "Tier 2", "Tier 3", "Tier 4", "Canary gate", "Judge", "Checkpoint", "Versions"):
+    for section in (
+        "Verdict",
+        "Tier 1",
+        "Tier 2",
+        "Tier 3",
+        "Tier 4",
+        "Canary gate",
+        "Judge",
+        "Checkpoint",
+        "Versions",
+    ):
         assert f"## {section}" in report, section
     assert "SHIP" in report and "data:image/png;base64," in (run / "report.html").read_text()
-    # the general-capability floor is read with its interval over the items; only a resolved loss blocks shipping
+    # the general-capability floor is read with its interval over the items; only a resolved loss
+    # blocks shipping
     kept = m["general_retention_check"]
     assert kept["n_items"] == 36 and kept["ci95"][0] <= kept["retention"] <= kept["ci95"][1], kept
-    assert kept["retention"] == pytest.approx(m["arms"]["notebook 04 adapter"]["general_retention"]), kept
-    assert m["ship"] == (gate["merged (good)"]["verdict"] == "PASS" and kept["verdict"] != "lost"
-                         and m["tier2"]["fine-tuned"]["exact_match"] > m["tier2"]["base"]["exact_match"]), (m["ship"], kept)
+    assert kept["retention"] == pytest.approx(
+        m["arms"]["notebook 04 adapter"]["general_retention"]
+    ), kept
+    assert m["ship"] == (
+        gate["merged (good)"]["verdict"] == "PASS"
+        and kept["verdict"] != "lost"
+        and m["tier2"]["fine-tuned"]["exact_match"] > m["tier2"]["base"]["exact_match"]
+    ), (m["ship"], kept)
     assert f"floor 95% {kept['verdict']}" in report.split("## Tier 1")[0], report[:600]
 
 
@@ -391,27 +611,44 @@ def check_08(course_dir):
     m = load_metrics(course_dir, "08_serving")
     # merged == base + adapter; the adapter is small on disk, the merged folder a whole model
     mva = m["merged_vs_adapter"]
-    # bounds from this run's own fp32 rounding floor: the gap was 8.1e-05 on one processor and 2.6e-03 on another
+    # bounds from this run's own fp32 rounding floor: the gap was 8.1e-05 on one processor and
+    # 2.6e-03 on another
     assert mva["max_logit_diff"] == mva["gap"] and 0 < mva["floor"] < 1e-3 * mva["logit_scale"], mva
     assert mva["gap_fp64"] <= 2 * mva["floor"] and mva["gap"] <= 4 * mva["floor"], mva
     assert mva["of which the adapter, MB"]["base + adapter"] < 50 < mva["disk_MB"]["merged"], mva
-    # multi-LoRA: every routed answer is its own adapter's; one base + 2 adapters < two merged copies
+    # multi-LoRA: every routed answer is its own adapter's; one base + 2 adapters < two merged
+    # copies
     ml = m["multi_lora"]
     assert ml["routed_equal_single"] == ml["routed_total"] > 0, ml
     assert ml["memory_MB"]["one base + 2 adapters"] < 0.6 * ml["memory_MB"]["two merged copies"], ml
     # int8 shrinks the file; every deployment's accuracy is recorded against fp32
     q = m["quantisation"]
     assert q["merged int8 (torch.ao dynamic)"]["size_MB"] < 0.6 * q["merged fp32"]["size_MB"], q
-    assert q["merged fp32"]["json_valid"] >= 0.9 and all("exact_vs_fp32" in row for row in q.values()), q
-    # the real server: deterministic at T=0, a finish reason, usage that adds up, a stream with the same text
+    assert q["merged fp32"]["json_valid"] >= 0.9 and all(
+        "exact_vs_fp32" in row for row in q.values()
+    ), q
+    # the real server: deterministic at T=0, a finish reason, usage that adds up, a stream with the
+    # same text
     srv = m["server"]
-    assert srv["same_twice"] and srv["finish_reason"] in ("stop", "length") and srv["exit_code"] is not None, srv
+    assert (
+        srv["same_twice"]
+        and srv["finish_reason"] in ("stop", "length")
+        and srv["exit_code"] is not None
+    ), srv
     u = srv["usage"]
-    assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"] and u["completion_tokens"] > 0, u
+    assert (
+        u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
+        and u["completion_tokens"] > 0
+    ), u
     assert srv["stream"]["text"] == srv["answer"] and srv["stream"]["chunks"] >= 2, srv["stream"]
-    # plain transformers serve ignores these fields with a 200 (measured); the guard refuses them with a 400
-    assert [r["status"] for r in m["plain_server"]["unsupported"]] == [200, 200, 200], m["plain_server"]["unsupported"]
-    assert [r["status"] for r in m["guarded_server"]["unsupported"]] == [400, 400, 400], m["guarded_server"]["unsupported"]
+    # plain transformers serve ignores these fields with a 200 (measured); the guard refuses them
+    # with a 400
+    assert [r["status"] for r in m["plain_server"]["unsupported"]] == [200, 200, 200], m[
+        "plain_server"
+    ]["unsupported"]
+    assert [r["status"] for r in m["guarded_server"]["unsupported"]] == [400, 400, 400], m[
+        "guarded_server"
+    ]["unsupported"]
     bad = m["guarded_server"]["bad_requests"]
     assert len(bad) == 9 and all(r["clear_4xx"] for r in bad[:-1]) and bad[-1]["status"] == 200, bad
     assert {r["request"]: r["status"] for r in bad}["a 2 MB body"] == 413, bad
@@ -419,7 +656,8 @@ def check_08(course_dir):
     # T=0 consistency: the served merged model says exactly what the merged model says in process
     c = m["consistency"]
     assert c["served_vs_merged_in_process"] == 0, c
-    assert c["mismatches_vs_peft"]["merged, in process"] <= c["n"] // 10, c      # fp32 rounding may flip a near-tie
+    # fp32 rounding may flip a near-tie
+    assert c["mismatches_vs_peft"]["merged, in process"] <= c["n"] // 10, c
     # the health check passes at idle and flags the bad deploy as degenerate
     health = m["health"]
     assert all(not row["alerts"] for row in health[:4]), health
@@ -438,29 +676,50 @@ def check_08(course_dir):
 
 
 def check_learner_outputs(executed) -> None:
-    """No warning (stderr) boxes in any cell; each try-it cell shows exactly one plot when headless."""
+    """No warning (stderr) boxes in any cell; each try-it cell shows exactly one plot when
+    headless."""
     cells = nbformat.read(executed, as_version=4).cells
-    boxes = [(i, o.get("text", "")[:160]) for i, c in enumerate(cells) if c.cell_type == "code"
-             for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    boxes = [
+        (i, o.get("text", "")[:160])
+        for i, c in enumerate(cells)
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("name") == "stderr"
+    ]
     assert not boxes, f"{executed.name}: warning boxes in cells {boxes}"
     for i, c in enumerate(cells):
         if "try-it" in c.metadata.get("tags", []):
             plots = sum("image/png" in o.get("data", {}) for o in c.outputs)
-            assert plots == 1, f"{executed.name} cell {i}: a headless try-it cell shows {plots} plots, expected 1"
+            assert plots == 1, (
+                f"{executed.name} cell {i}: a headless try-it cell shows {plots} plots, expected 1"
+            )
 
 
-CHECKS = {"01_decision_check": check_01, "02_data_curation": check_02, "03_lora_math": check_03,
-          "04_qlora_training": check_04, "05_dpo_and_siblings": check_05, "06_decoding": check_06,
-          "07_eval": check_07, "08_serving": check_08}
+CHECKS = {
+    "01_decision_check": check_01,
+    "02_data_curation": check_02,
+    "03_lora_math": check_03,
+    "04_qlora_training": check_04,
+    "05_dpo_and_siblings": check_05,
+    "06_decoding": check_06,
+    "07_eval": check_07,
+    "08_serving": check_08,
+}
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_clean_with_parameters_and_recipe(nb):
     cells = nbformat.read(nb, as_version=4).cells
     code = [c for c in cells if c.cell_type == "code"]
-    assert not any(c.get("outputs") or c.get("execution_count") for c in code), f"{nb.name} has outputs"
-    assert any("parameters" in c.metadata.get("tags", []) for c in code), f"{nb.name} has no parameters cell"
-    assert "helpers" not in course.recipe_source(nb), "the copy-into-project cell must not use helpers"
+    assert not any(c.get("outputs") or c.get("execution_count") for c in code), (
+        f"{nb.name} has outputs"
+    )
+    assert any("parameters" in c.metadata.get("tags", []) for c in code), (
+        f"{nb.name} has no parameters cell"
+    )
+    assert "helpers" not in course.recipe_source(nb), (
+        "the copy-into-project cell must not use helpers"
+    )
     assert cells[-1].metadata.get("tags") == [course.RECIPE_TAG], "the recipe cell must come last"
     assert nb.stem in CI and nb.stem in CHECKS, f"{nb.stem}: add CI parameters and outcome checks"
 
@@ -469,7 +728,7 @@ def test_committed_clean_with_parameters_and_recipe(nb):
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_and_reaches_its_outcomes(nb, course_dir):
     course.execute(nb, course_dir, CI[nb.stem])
-    check_learner_outputs(course_dir / nb.name)   # first: a check below may end in XFAIL
+    check_learner_outputs(course_dir / nb.name)  # first: a check below may end in XFAIL
     CHECKS[nb.stem](course_dir)
 
 
@@ -494,29 +753,48 @@ def test_vllm_path(course_dir):
     m = json.loads(mfile.read_text())
     if m["vllm"].startswith("skipped"):
         pytest.skip(f"vLLM path not exercised: {m['vllm']}")
-    assert m["vllm"] == "ran" and m["consistency"]["mismatches_vs_peft"]["vLLM LoRA module 'triage'"] <= m["consistency"]["n"] // 10
+    assert (
+        m["vllm"] == "ran"
+        and m["consistency"]["mismatches_vs_peft"]["vLLM LoRA module 'triage'"]
+        <= m["consistency"]["n"] // 10
+    )
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_recipe_cell_runs_standalone(nb, model_dir, tmp_path):
-    src = "import sys\nsys.modules['helpers'] = None  # prove the recipe needs no course code\n" + course.recipe_source(nb)
+    src = (
+        "import sys\nsys.modules['helpers'] = None  # prove the recipe needs no course code\n"
+        + course.recipe_source(nb)
+    )
     script = tmp_path / "recipe.py"
     script.write_text(src)
-    env = {**os.environ, "WORKBOOK_MODEL_DIR": str(model_dir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    res = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=600)
+    env = {
+        **os.environ,
+        "WORKBOOK_MODEL_DIR": str(model_dir),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "2",
+    }
+    res = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip(), "the recipe printed nothing"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_header_says_what_you_learn_what_it_measures_and_the_time(nb):
-    """The same header in every notebook: what you will learn, what it measures, and how long it takes."""
+    """The same header in every notebook: what you will learn, what it measures, and how long it
+    takes."""
     head = nbformat.read(nb, as_version=4).cells[0]
     assert head.cell_type == "markdown" and head.source.startswith(f"# {nb.name[:2]} · "), nb.name
     for part in ("**You will learn**", "**This notebook measures**", "**Time:**"):
         assert part in head.source, f"{nb.name}: the first cell lacks {part}"
     time_line = next(line for line in head.source.splitlines() if "**Time:**" in line)
-    if "T4" in time_line or "4090" in time_line:   # no GPU time was measured here: it must say so
+    if "T4" in time_line or "4090" in time_line:  # no GPU time was measured here: it must say so
         assert "estimates, not measured" in time_line, f"{nb.name}: mark the GPU times as estimates"

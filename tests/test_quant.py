@@ -1,4 +1,5 @@
-"""helpers.quant: NF4 levels, round-trip error bounds, double quantisation, agreement with bitsandbytes."""
+"""helpers.quant: NF4 levels, round-trip error bounds, double quantisation, agreement with
+bitsandbytes."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ def test_nf4_levels_equal_bitsandbytes():
     assert (quant.nf4_levels() - F.get_4bit_type("nf4", device="cpu").float()).abs().max() < 1e-6
 
 
-@pytest.mark.parametrize("levels, bound", [(quant.nf4_levels(), 0.10), (quant.int4_levels(), 0.125), (quant.fp4_levels(), 0.115)])
+@pytest.mark.parametrize(
+    "levels, bound",
+    [(quant.nf4_levels(), 0.10), (quant.int4_levels(), 0.125), (quant.fp4_levels(), 0.115)],
+)
 def test_roundtrip_error_bounds_on_gaussian_weights(levels, bound):
     torch.manual_seed(0)
     w = torch.randn(256, 512) * 0.02
@@ -31,16 +35,23 @@ def test_roundtrip_error_bounds_on_gaussian_weights(levels, bound):
 def test_nf4_beats_uniform_int4_on_normal_weights():
     torch.manual_seed(0)
     w = torch.randn(512, 512)
-    e = {n: quant.error(w, quant.dequantise(quant.quantise(w, lv)))["rmse"]
-         for n, lv in {"nf4": quant.nf4_levels(), "int4": quant.int4_levels()}.items()}
+    e = {
+        n: quant.error(w, quant.dequantise(quant.quantise(w, lv)))["rmse"]
+        for n, lv in {"nf4": quant.nf4_levels(), "int4": quant.int4_levels()}.items()
+    }
     assert e["nf4"] < e["int4"]
 
 
 def test_double_quant_bits_and_small_extra_error():
     torch.manual_seed(0)
     w = torch.randn(300, 700)  # not a multiple of the block: padding path
-    plain, dq = quant.quantise(w, quant.nf4_levels()), quant.quantise(w, quant.nf4_levels(), double_quant=True)
-    assert plain.bits_per_param == 4.5 and dq.bits_per_param == pytest.approx(4 + (8 + 32 / 256) / 64)
+    plain, dq = (
+        quant.quantise(w, quant.nf4_levels()),
+        quant.quantise(w, quant.nf4_levels(), double_quant=True),
+    )
+    assert plain.bits_per_param == 4.5 and dq.bits_per_param == pytest.approx(
+        4 + (8 + 32 / 256) / 64
+    )
     assert plain.bits_per_param - dq.bits_per_param == pytest.approx(0.373, abs=0.001)
     assert quant.dequantise(dq).shape == w.shape
     a = quant.error(w, quant.dequantise(plain))["rel_error"]

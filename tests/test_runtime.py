@@ -55,11 +55,12 @@ def test_a_rerun_into_the_same_course_folder_is_what_later_readers_find(tmp_path
     first = runtime.run_dir("05_z", tmp_path)
     (first / "metrics.json").write_text("first")
     assert runtime.latest_run(tmp_path, "05_z") == first
-    second = runtime.run_dir("05_z", tmp_path)      # a rerun never overwrites: it writes 05_z-2
+    second = runtime.run_dir("05_z", tmp_path)  # a rerun never overwrites: it writes 05_z-2
     (second / "metrics.json").write_text("second")
     assert second.name == "05_z-2" and runtime.latest_run(tmp_path, "05_z") == second
     assert runtime.find_artifact("metrics.json", "05_z", tmp_path).read_text() == "second"
-    assert runtime.latest_run(tmp_path, "06_none") == tmp_path / "06_none"   # nothing yet: the first name
+    # nothing yet: the first name
+    assert runtime.latest_run(tmp_path, "06_none") == tmp_path / "06_none"
 
 
 def test_write_metrics_round_trips_numpy(tmp_path):
@@ -78,10 +79,15 @@ AMX = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile
 
 
 def test_cpu_flags_read_from_cpuinfo():
-    assert runtime.cpu_flags(AVX2_ONLY) == {"avx2": True, "avx512f": False, "avx512_bf16": False,
-                                            "amx_bf16": False, "amx_tile": False}
+    assert runtime.cpu_flags(AVX2_ONLY) == {
+        "avx2": True,
+        "avx512f": False,
+        "avx512_bf16": False,
+        "amx_bf16": False,
+        "amx_tile": False,
+    }
     assert all(runtime.cpu_flags(AMX).values())
-    assert not any(runtime.cpu_flags("").values())          # unreadable: nothing claimed
+    assert not any(runtime.cpu_flags("").values())  # unreadable: nothing claimed
     assert runtime.cpu_label(runtime.cpu_flags(AVX2_ONLY)) == "AVX2, no AVX-512, no bf16 units"
     assert runtime.cpu_label(runtime.cpu_flags(AMX)) == "AVX2, AVX-512, AMX-BF16, AVX512-BF16"
 
@@ -90,7 +96,9 @@ def test_env_line_and_metrics_name_the_machine(tmp_path):
     rt = runtime.setup(seed=0)
     line = runtime.env_line(rt)
     assert runtime.cpu_label() in line and "torch kernels" in line
-    m = json.loads(runtime.write_metrics(tmp_path, {"x": 1}, rt).read_text())["environment"]["machine"]
+    m = json.loads(runtime.write_metrics(tmp_path, {"x": 1}, rt).read_text())["environment"][
+        "machine"
+    ]
     assert set(m["cpu_flags"]) == set(runtime.CPU_FLAGS) and m["cpu_capability"] and "mkldnn" in m
 
 
@@ -101,18 +109,28 @@ def test_compute_dtype_follows_the_processor_and_workbook_dtype():
     dtype, why = runtime.compute_dtype("cpu", "auto", avx2)
     assert dtype == "fp32" and "no bf16 units" in why
     assert runtime.compute_dtype("cpu", "fp32", amx) == ("fp32", "fp32: WORKBOOK_DTYPE=fp32")
-    dtype, why = runtime.compute_dtype("cpu", "bf16", avx2)     # asked for, not there: fall back, name the flags
-    assert dtype == "fp32" and "amx_bf16" in why and "avx512_bf16" in why and "WORKBOOK_DTYPE=bf16" in why
+    # asked for, not there: fall back, name the flags
+    dtype, why = runtime.compute_dtype("cpu", "bf16", avx2)
+    assert (
+        dtype == "fp32"
+        and "amx_bf16" in why
+        and "avx512_bf16" in why
+        and "WORKBOOK_DTYPE=bf16" in why
+    )
     with pytest.raises(ValueError, match="WORKBOOK_DTYPE='fp8'.*fp32, bf16"):
         runtime.compute_dtype("cpu", "fp8", amx)
 
 
 def test_setup_prints_one_line_when_bf16_is_missing(monkeypatch, capsys):
     monkeypatch.setenv("WORKBOOK_DTYPE", "bf16")
-    monkeypatch.setattr(runtime, "cpu_flags", lambda cpuinfo=None: {f: f == "avx2" for f in runtime.CPU_FLAGS})
+    monkeypatch.setattr(
+        runtime, "cpu_flags", lambda cpuinfo=None: {f: f == "avx2" for f in runtime.CPU_FLAGS}
+    )
     rt = runtime.setup(0)
     printed = capsys.readouterr().out.strip().splitlines()
-    assert rt.dtype == "fp32" and len(printed) == 1 and "lacks amx_bf16 and avx512_bf16" in printed[0]
+    assert (
+        rt.dtype == "fp32" and len(printed) == 1 and "lacks amx_bf16 and avx512_bf16" in printed[0]
+    )
     assert "WORKBOOK_DTYPE=bf16 ignored" in runtime.env_line(rt)
     monkeypatch.setenv("WORKBOOK_DTYPE", "fp32")
     assert runtime.setup(0).dtype == "fp32" and capsys.readouterr().out == ""
@@ -126,9 +144,18 @@ def _tiny_lora_model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    model = get_peft_model(
+        LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
+    )
     for name, p in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.5)
@@ -138,7 +165,7 @@ def _tiny_lora_model():
 def test_decode_layout_folds_lora_matches_plain_within_rounding_and_restores(monkeypatch):
     import torch
 
-    monkeypatch.setattr(runtime, "_LAYOUT_GAIN", 10.0)       # as on a machine where the layout pays
+    monkeypatch.setattr(runtime, "_LAYOUT_GAIN", 10.0)  # as on a machine where the layout pays
     model = _tiny_lora_model()
     ids = torch.randint(0, 64, (8, 12))
     with torch.no_grad():
@@ -149,16 +176,22 @@ def test_decode_layout_folds_lora_matches_plain_within_rounding_and_restores(mon
                 fast_base = model(ids).logits
         with model.disable_adapter():
             base = model(ids).logits
-        ref = model.double()(ids).logits.float()            # the float64 answer both should round to
+        # the float64 answer both should round to
+        ref = model.double()(ids).logits.float()
         model.float()
-    assert n == 2 * 7 + 1        # 7 LoRA layers a block (q k v o gate up down), one plain lm_head
-    assert (plain - base).abs().max() > 1e-2                 # the adapter changes the output, so folding is tested
-    floor = (plain - ref).abs().max().item()                 # fp32 rounding of the plain path, this machine, this run
+    assert n == 2 * 7 + 1  # 7 LoRA layers a block (q k v o gate up down), one plain lm_head
+    # the adapter changes the output, so folding is tested
+    assert (plain - base).abs().max() > 1e-2
+    # fp32 rounding of the plain path, this machine, this run
+    floor = (plain - ref).abs().max().item()
     assert (fast - ref).abs().max().item() <= 4 * floor + 1e-7, ((fast - ref).abs().max(), floor)
-    assert (fast_base - base).abs().max().item() > 1e-2      # folded on entry: disabling inside the block is not seen
-    assert all("forward" not in m.__dict__ and not hasattr(m, "_decode_wt") for m in model.modules())
+    # folded on entry: disabling inside the block is not seen
+    assert (fast_base - base).abs().max().item() > 1e-2
+    assert all(
+        "forward" not in m.__dict__ and not hasattr(m, "_decode_wt") for m in model.modules()
+    )
     with torch.no_grad():
-        assert torch.equal(model(ids).logits, plain)         # restored exactly
+        assert torch.equal(model(ids).logits, plain)  # restored exactly
 
 
 def test_decode_layout_is_a_no_op_where_it_does_not_pay(monkeypatch):
@@ -170,32 +203,39 @@ def test_decode_layout_is_a_no_op_where_it_does_not_pay(monkeypatch):
     for dtype, rows in (("bf16", 16), ("fp32", 2)):
         with runtime.decode_layout(model, dtype, rows) as n:
             assert n == 0, (dtype, rows)
-    assert runtime.small_batch_layout_gain() == 10.0          # measured once per process, then reused
+    # measured once per process, then reused
+    assert runtime.small_batch_layout_gain() == 10.0
 
 
 def test_fast_generate_patches_inside_generate_only_and_defers_to_an_outer_block(monkeypatch):
     import torch
 
     monkeypatch.setattr(runtime, "_LAYOUT_GAIN", 10.0)
-    monkeypatch.setenv("WORKBOOK_DTYPE", "fp32")   # the layout is fp32's; under bf16 autocast it is off by design
+    # the layout is fp32's; under bf16 autocast it is off by design
+    monkeypatch.setenv("WORKBOOK_DTYPE", "fp32")
     model = _tiny_lora_model()
     seen = []
     plain = model.generate
-    model.generate = lambda *a, **k: seen.append(sum("_decode_wt" in m.__dict__ for m in model.modules())) or plain(*a, **k)
+    model.generate = lambda *a, **k: (
+        seen.append(sum("_decode_wt" in m.__dict__ for m in model.modules())) or plain(*a, **k)
+    )
     runtime.fast_generate(model)
     ids = torch.randint(0, 64, (8, 5))
     out = model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
-    with runtime.decode_layout(model, "fp32", rows=0):          # an outer block asking for the plain layout
+    # an outer block asking for the plain layout
+    with runtime.decode_layout(model, "fp32", rows=0):
         same = model.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
     assert seen == [15, 0] and out.shape == (8, 8) and torch.equal(out, same)
     assert not any("_decode_wt" in m.__dict__ for m in model.modules())
 
 
 def test_row_batches_are_balanced_and_cover_every_row_once():
-    assert [len(b) for b in runtime.row_batches(50, 48)] == [25, 25]     # not 48 + 2
+    assert [len(b) for b in runtime.row_batches(50, 48)] == [25, 25]  # not 48 + 2
     assert [len(b) for b in runtime.row_batches(48, 48)] == [48]
     assert [len(b) for b in runtime.row_batches(200, 48)] == [40] * 5
-    assert [len(b) for b in runtime.row_batches(96)] == [48, 48] and [len(b) for b in runtime.row_batches(50)] == [50]
+    assert [len(b) for b in runtime.row_batches(96)] == [48, 48] and [
+        len(b) for b in runtime.row_batches(50)
+    ] == [50]
     assert runtime.row_batches(0) == []
     for n in (1, 7, 49, 97, 1000):
         spans = runtime.row_batches(n, 48)

@@ -1,4 +1,5 @@
-"""helpers.train and scripts/train_sft.py: recipe, configs, Axolotl YAML, and a real 2-step run that saves and reloads."""
+"""helpers.train and scripts/train_sft.py: recipe, configs, Axolotl YAML, and a real 2-step run
+that saves and reloads."""
 
 from __future__ import annotations
 
@@ -29,33 +30,58 @@ def test_recipe_file_is_the_single_source():
     recipe = train.load_recipe()
     assert recipe.to_dict() == {"save_steps": [], "eval_steps": 0, "decay_steps": 0, **raw}
     assert prompts.train_system_prompt() == raw["system_prompt"]
-    assert not recipe.four_bit("cpu") and recipe.four_bit("cuda")   # "auto": QLoRA on CUDA only
+    assert not recipe.four_bit("cpu") and recipe.four_bit("cuda")  # "auto": QLoRA on CUDA only
 
 
 def test_warmup_stable_decay_holds_the_lr_then_lowers_it_to_zero(tmp_path):
-    """The schedule a run ends on: constant lr, then a linear fall to 0 over the last decay_steps (a share or a count)."""
+    """The schedule a run ends on: constant lr, then a linear fall to 0 over the last decay_steps
+    (a share or a count)."""
     from transformers import get_scheduler
 
     recipe = train.load_recipe(steps=10, scheduler="warmup_stable_decay", decay_steps=0.2)
     sc = train.sft_config(recipe, tmp_path, "cpu", dtype="fp32")
     assert sc.lr_scheduler_kwargs == {"num_decay_steps": 2, "decay_type": "linear"}
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
-    sched = get_scheduler(sc.lr_scheduler_type, opt, num_warmup_steps=0, num_training_steps=10,
-                          scheduler_specific_kwargs=sc.lr_scheduler_kwargs)
+    sched = get_scheduler(
+        sc.lr_scheduler_type,
+        opt,
+        num_warmup_steps=0,
+        num_training_steps=10,
+        scheduler_specific_kwargs=sc.lr_scheduler_kwargs,
+    )
     lrs = []
     for _ in range(10):
-        lrs.append(opt.param_groups[0]["lr"]); opt.step(); sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
     # steps 1-9 at the full lr, step 10 at half of it, and 0 where the run ends
-    assert lrs[:9] == [recipe.lr] * 9 and lrs[9] == pytest.approx(recipe.lr / 2) and opt.param_groups[0]["lr"] == 0
-    assert train.axolotl_config(recipe, "m", "d.jsonl")["lr_scheduler_kwargs"]["num_decay_steps"] == 2
-    assert train.sft_config(train.load_recipe(steps=10), tmp_path, "cpu", dtype="fp32").lr_scheduler_kwargs == {}
+    assert (
+        lrs[:9] == [recipe.lr] * 9
+        and lrs[9] == pytest.approx(recipe.lr / 2)
+        and opt.param_groups[0]["lr"] == 0
+    )
+    assert (
+        train.axolotl_config(recipe, "m", "d.jsonl")["lr_scheduler_kwargs"]["num_decay_steps"] == 2
+    )
+    assert (
+        train.sft_config(
+            train.load_recipe(steps=10), tmp_path, "cpu", dtype="fp32"
+        ).lr_scheduler_kwargs
+        == {}
+    )
     with pytest.raises(train.RecipeError, match=r"field 'decay_steps' must give 1\.\.10 steps"):
         train.load_recipe(steps=10, scheduler="warmup_stable_decay")
-    with pytest.raises(train.RecipeError, match="field 'decay_steps' must be a step count or a share, got 'lots'"):
+    with pytest.raises(
+        train.RecipeError, match="field 'decay_steps' must be a step count or a share, got 'lots'"
+    ):
         train.load_recipe(decay_steps="lots")
-    wsd = train.load_recipe(steps=10, scheduler="warmup_stable_decay", decay_steps=3)   # the export round-trips it
-    assert train.from_axolotl(train.axolotl_config(wsd, "m", "d.jsonl"))["lr_scheduler_kwargs"] == \
-        train.expected_args(wsd)["lr_scheduler_kwargs"] == {"num_decay_steps": 3, "decay_type": "linear"}
+    # the export round-trips it
+    wsd = train.load_recipe(steps=10, scheduler="warmup_stable_decay", decay_steps=3)
+    assert (
+        train.from_axolotl(train.axolotl_config(wsd, "m", "d.jsonl"))["lr_scheduler_kwargs"]
+        == train.expected_args(wsd)["lr_scheduler_kwargs"]
+        == {"num_decay_steps": 3, "decay_type": "linear"}
+    )
 
 
 def test_bad_recipe_fields_are_named(tmp_path):
@@ -89,7 +115,9 @@ def test_axolotl_yaml_is_valid_and_carries_the_recipe():
 
 
 def test_model_card_names_base_and_version():
-    card = train.model_card("smollm2-135m", "abc123", train.load_recipe(), {"exact_match": 0.5}, "CPU · PEFT+TRL")
+    card = train.model_card(
+        "smollm2-135m", "abc123", train.load_recipe(), {"exact_match": 0.5}, "CPU · PEFT+TRL"
+    )
     assert "abc123" in card and "smollm2-135m" in card and '"exact_match": 0.5' in card
     assert train.load_recipe().system_prompt in card
 
@@ -97,16 +125,41 @@ def test_model_card_names_base_and_version():
 @pytest.mark.notebook
 def test_cli_trains_saves_and_the_adapter_reloads(tmp_path, model_dir):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "scripts/train_sft.py", "--train", str(data.data_dir() / "train.jsonl"),
-                          "--out", str(tmp_path), "--set", "steps=2", "--set", "batch=4", "--set", "lr=5e-4",
-                          "--limit", "8", "--merge",
-                          "--axolotl-yaml", str(tmp_path / "ax.yaml")],
-                         capture_output=True, text=True, env=env, timeout=600, cwd=data.data_dir().parent)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "scripts/train_sft.py",
+            "--train",
+            str(data.data_dir() / "train.jsonl"),
+            "--out",
+            str(tmp_path),
+            "--set",
+            "steps=2",
+            "--set",
+            "batch=4",
+            "--set",
+            "lr=5e-4",
+            "--limit",
+            "8",
+            "--merge",
+            "--axolotl-yaml",
+            str(tmp_path / "ax.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=data.data_dir().parent,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])
-    assert summary["final_loss"] is not None and (tmp_path / "adapter" / "adapter_config.json").exists()
+    assert (
+        summary["final_loss"] is not None
+        and (tmp_path / "adapter" / "adapter_config.json").exists()
+    )
     assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "ax.yaml").exists()
-    # recipe agreement: what the CLI trained with, the recipe plus its overrides, and the Axolotl export
+    # recipe agreement: what the CLI trained with, the recipe plus its overrides, and the Axolotl
+    # export
     expected = train.expected_args(train.load_recipe(steps=2, batch=4, lr=5e-4))
     assert summary["trained_with"] == expected
     ax = train.from_axolotl(yaml.safe_load((tmp_path / "ax.yaml").read_text()))
@@ -118,50 +171,84 @@ def test_cli_trains_saves_and_the_adapter_reloads(tmp_path, model_dir):
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
-    for args, needle in ((["--train", str(bad)], "bad.jsonl:1: field 'messages[0].role'"),
-                         (["--train", str(data.data_dir() / "train.jsonl"), "--set", "lrr=1"], "unknown recipe field 'lrr'")):
-        res = subprocess.run([sys.executable, "scripts/train_sft.py", *args, "--out", str(tmp_path / "o")],
-                             capture_output=True, text=True, timeout=120, cwd=data.data_dir().parent)
+    for args, needle in (
+        (["--train", str(bad)], "bad.jsonl:1: field 'messages[0].role'"),
+        (
+            ["--train", str(data.data_dir() / "train.jsonl"), "--set", "lrr=1"],
+            "unknown recipe field 'lrr'",
+        ),
+    ):
+        res = subprocess.run(
+            [sys.executable, "scripts/train_sft.py", *args, "--out", str(tmp_path / "o")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=data.data_dir().parent,
+        )
         assert res.returncode == 2 and needle in res.stderr, res.stderr
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
 
 def test_the_recipe_module_reports_bad_input_before_the_heavy_imports():
-    """Importing helpers.train (the CLI's first step) loads no transformers, peft or trl: bad input fails in seconds."""
-    code = "import sys, helpers.train; print(sorted(m for m in ('transformers', 'peft', 'trl') if m in sys.modules))"
+    """Importing helpers.train (the CLI's first step) loads no transformers, peft or trl: bad
+    input fails in seconds."""
+    code = (
+        "import sys, helpers.train; print(sorted(m for m in ('transformers', 'peft', 'trl') if m "
+        "in sys.modules))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "[]", (res.stdout, res.stderr[-2000:])
-    assert train.CHECKPOINTING in ("activation_checkpointing", "gradient_checkpointing")   # resolved on first use
+    # resolved on first use
+    assert train.CHECKPOINTING in ("activation_checkpointing", "gradient_checkpointing")
     assert train.SHARED_ARGS[-2] == train.CHECKPOINTING
 
 
 def test_length_buckets_keeps_every_row_and_groups_lengths():
     rows = data.load_split("train", 256)
     ordered = train.length_buckets(rows, batch=8, seed=0)
-    assert sorted(r["id"] for r in ordered) == sorted(r["id"] for r in rows)   # nothing dropped or doubled
-    assert ordered == train.length_buckets(rows, batch=8, seed=0)              # same seed, same order
+    # nothing dropped or doubled
+    assert sorted(r["id"] for r in ordered) == sorted(r["id"] for r in rows)
+    # same seed, same order
+    assert ordered == train.length_buckets(rows, batch=8, seed=0)
 
     def spread(seq):
-        return sum(max(lens) - min(lens) for lens in
-                   ([len(data.ticket(r)) for r in seq[k:k + 8]] for k in range(0, len(seq), 8)))
-    assert spread(ordered) < 0.5 * spread(rows)   # batches of similar length pad less
+        return sum(
+            max(lens) - min(lens)
+            for lens in (
+                [len(data.ticket(r)) for r in seq[k : k + 8]] for k in range(0, len(seq), 8)
+            )
+        )
+
+    assert spread(ordered) < 0.5 * spread(rows)  # batches of similar length pad less
     recipe = train.load_recipe(sampling="length_buckets")
-    assert train.sampler_for(recipe) == "sequential" and train.training_rows(rows, recipe) == ordered
+    assert (
+        train.sampler_for(recipe) == "sequential" and train.training_rows(rows, recipe) == ordered
+    )
 
 
 def tiny_llama(vocab: int, **config):
-    """A 2-layer, 64-wide random Llama with the offline tokenizer's vocabulary: real code paths, cheap on any CPU."""
+    """A 2-layer, 64-wide random Llama with the offline tokenizer's vocabulary: real code paths,
+    cheap on any CPU."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, **config))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            **config,
+        )
+    )
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
 def test_dtype_switch_trains_with_fp32_adapters(tmp_path, model_dir, dtype):
-    """dtype='bf16' (what runtime.compute_dtype picks on a CPU with AMX/AVX512-BF16): the base's matmuls run in bf16
-    under autocast, the LoRA weights stay fp32, the loss is finite; 'fp32' keeps every matmul in fp32.
-    A tiny random Llama keeps it cheap on a CPU without bf16 units."""
+    """dtype='bf16' (what runtime.compute_dtype picks on a CPU with AMX/AVX512-BF16): the base's
+    matmuls run in bf16 under autocast, the LoRA weights stay fp32, the loss is finite; 'fp32'
+    keeps every matmul in fp32. A tiny random Llama keeps it cheap on a CPU without bf16 units."""
     import torch
     from transformers import AutoTokenizer
 
@@ -170,46 +257,64 @@ def test_dtype_switch_trains_with_fp32_adapters(tmp_path, model_dir, dtype):
     tiny = tiny_llama(len(tok), tie_word_embeddings=True)
     recipe = train.load_recipe(steps=2, batch=2, rank=4, alpha=8)
     rows = data.load_split("train", 8)
-    trainer = train.build_trainer(tiny, tok, train.to_dataset(rows, recipe.system_prompt), None, recipe, tmp_path,
-                                  "cpu", dtype=dtype)
+    trainer = train.build_trainer(
+        tiny,
+        tok,
+        train.to_dataset(rows, recipe.system_prompt),
+        None,
+        recipe,
+        tmp_path,
+        "cpu",
+        dtype=dtype,
+    )
     assert trainer.args.bf16 == (dtype == "bf16")
     seen: set = set()
     trainer.model.get_base_model().model.layers[0].mlp.down_proj.register_forward_hook(
-        lambda mod, inp, out: seen.add(out.dtype))
+        lambda mod, inp, out: seen.add(out.dtype)
+    )
     stats = train.run(trainer)
     assert seen == {torch.bfloat16 if dtype == "bf16" else torch.float32}, seen
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
     assert trainable and all(p.dtype == torch.float32 for p in trainable)
-    assert stats["train_loss"] and all(torch.isfinite(torch.tensor(loss)) for _, loss in stats["train_loss"])
+    assert stats["train_loss"] and all(
+        torch.isfinite(torch.tensor(loss)) for _, loss in stats["train_loss"]
+    )
 
 
-def test_compact_lm_head_on_cpu_keeps_the_loss_and_scores_only_answer_positions(model_dir, monkeypatch):
-    """train.compact_lm_head_on_cpu switches TRL's fused LM head to its answer-only path on CPU: the loss equals the
-    model's own cross-entropy over full logits (float64 reference; TRL's kernel accumulates in fp32, so the bound is
-    about 8 fp32 ulps, a dtype bound rather than one machine's), and padding and prompt positions never reach the head."""
+def test_compact_lm_head_on_cpu_keeps_the_loss_and_scores_only_answer_positions(
+    model_dir, monkeypatch
+):
+    """train.compact_lm_head_on_cpu switches TRL's fused LM head to its answer-only path on CPU:
+    the loss equals the model's own cross-entropy over full logits (float64 reference; TRL's
+    kernel accumulates in fp32, so the bound is about 8 fp32 ulps, a dtype bound rather than one
+    machine's), and padding and prompt positions never reach the head."""
     import torch
     import trl.trainer.utils as trl_utils
     from transformers import AutoTokenizer
     from trl.trainer.utils import add_fused_lm_head
 
     assert train.compact_lm_head_on_cpu() and trl_utils._use_triton(torch.device("cpu"))
-    assert train.compact_lm_head_on_cpu()                        # a second call changes nothing
+    assert train.compact_lm_head_on_cpu()  # a second call changes nothing
     tok = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(0)
     tiny = tiny_llama(len(tok)).double()
     ids = torch.randint(0, len(tok), (3, 12))
     mask = torch.ones_like(ids)
-    mask[1, 9:] = 0                                   # a padded row
+    mask[1, 9:] = 0  # a padded row
     labels = ids.clone()
-    labels[:, :6] = -100                              # the prompt carries no loss
+    labels[:, :6] = -100  # the prompt carries no loss
     labels[mask == 0] = -100
-    with torch.no_grad():                             # the reference: full logits, every position, in float64
+    # the reference: full logits, every position, in float64
+    with torch.no_grad():
         logits = tiny(input_ids=ids, attention_mask=mask).logits[:, :-1]
-    reference = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+    reference = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
+    )
     rows_seen = []
     kernel = trl_utils._ChunkedLogProbFunction
 
-    class Counting:                                   # records how many positions reach TRL's LM-head kernel
+    # records how many positions reach TRL's LM-head kernel
+    class Counting:
         @staticmethod
         def apply(hidden, *args):
             rows_seen.append(hidden.shape[0])
@@ -220,16 +325,18 @@ def test_compact_lm_head_on_cpu_keeps_the_loss_and_scores_only_answer_positions(
     out = tiny(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
     assert abs(out.loss.item() - reference.item()) < 1e-6 * reference.item()
     n_answer = int((labels[:, 1:] != -100).sum())
-    assert rows_seen and sum(rows_seen) == n_answer < ids.numel()   # only the answer positions reach the head
+    # only the answer positions reach the head
+    assert rows_seen and sum(rows_seen) == n_answer < ids.numel()
 
 
 def test_two_processes_train_what_one_process_trains(tmp_path):
-    """scripts/deploy/train_ddp.sh (torchrun, gloo on a CPU) at 2 x batch 4 matches one process at batch 8, step for
-    step, and its adapter loads and scores. DDP averages the two halves' gradients, which is the same sum as one
-    batch of 8 in another order, so the losses may differ only by float rounding: measured 4e-7 relative on the AVX2
-    EPYC (2026-12-01). Both runs are pinned to fp32 (WORKBOOK_DTYPE), so the rounding is fp32's on any processor,
-    with or without bf16 units: the bound, 1e-4 relative, is about 840 fp32 epsilons, and far below the ~0.3 a step
-    moves the loss here."""
+    """scripts/deploy/train_ddp.sh (torchrun, gloo on a CPU) at 2 x batch 4 matches one process
+    at batch 8, step for step, and its adapter loads and scores. DDP averages the two halves'
+    gradients, which is the same sum as one batch of 8 in another order, so the losses may differ
+    only by float rounding: measured 4e-7 relative on the AVX2 EPYC (2026-12-01). Both runs are
+    pinned to fp32 (WORKBOOK_DTYPE), so the rounding is fp32's on any processor, with or without
+    bf16 units: the bound, 1e-4 relative, is about 840 fp32 epsilons, and far below the ~0.3 a
+    step moves the loss here."""
     from transformers import AutoTokenizer
 
     from helpers import deploy, evaluate, models
@@ -244,21 +351,58 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
         assert len(lines) == 1, f"expected one summary (rank 0 only), got {len(lines)}"
         return json.loads(lines[0])
 
-    two = summary(subprocess.run(["bash", "scripts/deploy/train_ddp.sh", common[1], str(tmp_path / "ddp"), "2",
-                                  *common[2:], "--set", "batch=4"], capture_output=True, text=True, timeout=300,
-                                 cwd=root, env=env))
-    one = summary(subprocess.run([sys.executable, "scripts/train_sft.py", *common, "--set", "batch=8",
-                                  "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=300,
-                                 cwd=root, env=env))
-    assert two["processes"] == 2 and one["processes"] == 1 and two["dtype"] == one["dtype"] == "fp32"
+    two = summary(
+        subprocess.run(
+            [
+                "bash",
+                "scripts/deploy/train_ddp.sh",
+                common[1],
+                str(tmp_path / "ddp"),
+                "2",
+                *common[2:],
+                "--set",
+                "batch=4",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=root,
+            env=env,
+        )
+    )
+    one = summary(
+        subprocess.run(
+            [
+                sys.executable,
+                "scripts/train_sft.py",
+                *common,
+                "--set",
+                "batch=8",
+                "--out",
+                str(tmp_path / "one"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=root,
+            env=env,
+        )
+    )
+    assert (
+        two["processes"] == 2 and one["processes"] == 1 and two["dtype"] == one["dtype"] == "fp32"
+    )
     assert [s for s, _ in two["train_loss"]] == [s for s, _ in one["train_loss"]] == [1, 2, 3]
     for (_, a), (_, b) in zip(two["train_loss"], one["train_loss"]):
         assert abs(a - b) <= 1e-4 * abs(b), (two["train_loss"], one["train_loss"])
-    assert one["train_loss"][-1][1] < one["train_loss"][0][1] - 0.3      # the steps moved the loss: a real comparison
+    # the steps moved the loss: a real comparison
+    assert one["train_loss"][-1][1] < one["train_loss"][0][1] - 0.3
     model = deploy.load_adapter_model(models.resolve(models.OFFLINE_PRESET), two["adapter"])
-    tok = AutoTokenizer.from_pretrained(two["adapter"])   # the run saved its tokenizer beside the adapter
+    # the run saved its tokenizer beside the adapter
+    tok = AutoTokenizer.from_pretrained(two["adapter"])
     tok.padding_side = "left"
-    outs, score = evaluate.evaluate_model(model, tok, data.load_split("eval", 4), "trained", desc="ddp adapter")
+    outs, score = evaluate.evaluate_model(
+        model, tok, data.load_split("eval", 4), "trained", desc="ddp adapter"
+    )
     assert score["n"] == 4 and len(outs) == 4 and 0 <= score["json_valid"] <= 1, score
 
 
@@ -267,17 +411,34 @@ def test_triage_adapter_uses_notebook_04s_from_the_course_run(tmp_path, capsys):
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}")
     found = train.triage_adapter("unused", tmp_path / "05", "cpu", course_dir=tmp_path / "course")
-    assert (found.path, found.source, found.run04, found.stats) == (adapter, "notebook 04", adapter.parent, None)
+    assert (found.path, found.source, found.run04, found.stats) == (
+        adapter,
+        "notebook 04",
+        adapter.parent,
+        None,
+    )
     assert "notebook 04's" in capsys.readouterr().out
-    assert not (tmp_path / "05").exists()                  # nothing trained
+    assert not (tmp_path / "05").exists()  # nothing trained
 
 
-def test_triage_adapter_trains_a_small_one_when_04_is_missing(tmp_path, model_dir, monkeypatch, capsys):
+def test_triage_adapter_trains_a_small_one_when_04_is_missing(
+    tmp_path, model_dir, monkeypatch, capsys
+):
     monkeypatch.setattr(train, "find_artifact", lambda *a, **k: None)
-    made = train.triage_adapter(str(model_dir), tmp_path, "cpu", steps=2, batch=4, save_steps=[1],
-                                eval_rows=data.load_split("eval")[:4], eval_steps=2)
+    made = train.triage_adapter(
+        str(model_dir),
+        tmp_path,
+        "cpu",
+        steps=2,
+        batch=4,
+        save_steps=[1],
+        eval_rows=data.load_split("eval")[:4],
+        eval_steps=2,
+    )
     assert made.source == "made here (2 steps)" and made.run04 is None
-    assert made.path == tmp_path / "sft04" / "adapter" and (made.path / "adapter_config.json").exists()
+    assert (
+        made.path == tmp_path / "sft04" / "adapter" and (made.path / "adapter_config.json").exists()
+    )
     assert made.stats["steps"] == 2 and len(made.stats["eval_loss"]) == 1
     assert (tmp_path / "sft04" / "checkpoint-1").exists()
     assert "missing: training a small one now (2 steps" in capsys.readouterr().out
@@ -294,8 +455,13 @@ def test_average_adapters_is_the_elementwise_mean_and_refuses_other_runs(tmp_pat
     for i in range(3):
         d = tmp_path / f"checkpoint-{i}"
         d.mkdir()
-        save_file({"a.lora_A.weight": torch.randn(4, 8, generator=gen), "a.lora_B.weight": torch.randn(8, 4, generator=gen)},
-                  str(d / "adapter_model.safetensors"))
+        save_file(
+            {
+                "a.lora_A.weight": torch.randn(4, 8, generator=gen),
+                "a.lora_B.weight": torch.randn(8, 4, generator=gen),
+            },
+            str(d / "adapter_model.safetensors"),
+        )
         (d / "adapter_config.json").write_text('{"r": 4}')
         dirs.append(d)
     out = train.average_adapters(dirs, tmp_path / "avg")

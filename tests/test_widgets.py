@@ -1,4 +1,5 @@
-"""The "Try it" helper: exact slider defaults, one plot per cell, and the first live render equal to the static one."""
+"""The "Try it" helper: exact slider defaults, one plot per cell, and the first live render equal
+to the static one."""
 
 from __future__ import annotations
 
@@ -19,16 +20,23 @@ matplotlib.use("Agg")
 
 
 def try_it_cells():
-    """(notebook, setup + parameters + definition cells, try-it source) for every slider cell in the course."""
+    """(notebook, setup + parameters + definition cells, try-it source) for every slider cell in
+    the course."""
     found = []
     for nb_path in course.notebooks():
         nb = nbformat.read(nb_path, as_version=4)
         setup = [c.source for c in nb.cells if "setup" in c.metadata.get("tags", [])]
         params = [c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-        params += [c.source for c in nb.cells if set(c.metadata.get("tags", [])) & set(course.DEFINITION_TAGS)]
+        params += [
+            c.source
+            for c in nb.cells
+            if set(c.metadata.get("tags", [])) & set(course.DEFINITION_TAGS)
+        ]
         for c in nb.cells:
             if "try-it" in c.metadata.get("tags", []):
-                assert len(setup) == 1, f"{nb_path.name}: a try-it cell needs exactly one cell tagged 'setup'"
+                assert len(setup) == 1, (
+                    f"{nb_path.name}: a try-it cell needs exactly one cell tagged 'setup'"
+                )
                 found.append((nb_path.name, setup[0] + "\n" + "\n".join(params), c.source))
     return found
 
@@ -38,33 +46,51 @@ def run_cell(setup: str, cell: str, headless: bool, monkeypatch) -> list[str]:
     from IPython.core.inputtransformer2 import TransformerManager
 
     monkeypatch.setenv(widgets.HEADLESS_ENV, "1" if headless else "0")
-    setup = TransformerManager().transform_cell(setup)   # the Colab-only `!` and `%` lines become plain Python
+    # the Colab-only `!` and `%` lines become plain Python
+    setup = TransformerManager().transform_cell(setup)
     ns: dict = {}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(setup, "setup", "exec"), ns)
         exec(compile(cell, "try-it", "exec"), ns)
-    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out.getvalue())   # terminal control codes from progress bars
-    return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("interactive(", "<Figure"))]
+    # terminal control codes from progress bars
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out.getvalue())
+    return [
+        ln
+        for ln in text.splitlines()
+        if ln.strip() and not ln.startswith(("interactive(", "<Figure"))
+    ]
 
 
 def test_course_has_try_it_cells_and_the_browser_test_covers_them():
     import importlib.util
 
     names = {nb for nb, _, _ in try_it_cells()}
-    assert {"01_decision_check.ipynb", "03_lora_math.ipynb", "05_dpo_and_siblings.ipynb", "06_decoding.ipynb"} <= names
-    spec = importlib.util.spec_from_file_location("ui_test", course.repo_root() / "scripts" / "ui_test.py")
+    assert {
+        "01_decision_check.ipynb",
+        "03_lora_math.ipynb",
+        "05_dpo_and_siblings.ipynb",
+        "06_decoding.ipynb",
+    } <= names
+    spec = importlib.util.spec_from_file_location(
+        "ui_test", course.repo_root() / "scripts" / "ui_test.py"
+    )
     ui = importlib.util.module_from_spec(spec)
-    sys.modules["ui_test"] = ui   # dataclasses look their module up there
+    sys.modules["ui_test"] = ui  # dataclasses look their module up there
     spec.loader.exec_module(ui)
-    assert {f"{c.notebook}.ipynb" for c in ui.CHECKS} == names, "every try-it cell needs a slider move in scripts/ui_test.py"
+    assert {f"{c.notebook}.ipynb" for c in ui.CHECKS} == names, (
+        "every try-it cell needs a slider move in scripts/ui_test.py"
+    )
 
 
-@pytest.mark.parametrize("nb,setup,cell", try_it_cells(), ids=lambda v: v if v.endswith(".ipynb") else "")
+@pytest.mark.parametrize(
+    "nb,setup,cell", try_it_cells(), ids=lambda v: v if v.endswith(".ipynb") else ""
+)
 def test_first_live_render_equals_static(nb, setup, cell, monkeypatch):
     try:
         static = run_cell(setup, cell, headless=True, monkeypatch=monkeypatch)
-    except FileNotFoundError as e:   # a slider that reads an executed notebook's output (06) before any run
+    # a slider that reads an executed notebook's output (06) before any run
+    except FileNotFoundError as e:
         pytest.skip(f"{nb}: {e}")
     live = run_cell(setup, cell, headless=False, monkeypatch=monkeypatch)
     assert static, f"{nb}: the try-it function prints no read-out"
@@ -75,9 +101,13 @@ def test_log_slider_that_snaps_its_default_is_refused():
     def f(price=0.005):
         return price
 
-    log = ipw.FloatLogSlider(value=0.005, base=10, min=-4, max=-1)   # exponent steps of 0.1
-    assert widgets.snapped(log) == pytest.approx(10 ** -2.3)            # the browser shows 0.00501
-    with pytest.raises(ValueError, match=r"'price' control starts at 0.005, but its steps snap that to 0.00501"):
+    log = ipw.FloatLogSlider(value=0.005, base=10, min=-4, max=-1)  # exponent steps of 0.1
+    assert widgets.snapped(log) == pytest.approx(10**-2.3)  # the browser shows 0.00501
+    with pytest.raises(
+        ValueError,
+        match=r"'price' control starts at 0.005, but its steps snap "
+        r"that to 0.00501",
+    ):
         widgets.try_it(f, price=log)
     off_grid = ipw.FloatSlider(value=0.23, min=0, max=1, step=0.05)
     with pytest.raises(ValueError, match="snap that to 0.25"):
@@ -86,8 +116,10 @@ def test_log_slider_that_snaps_its_default_is_refused():
 
 def test_default_that_differs_from_the_signature_is_refused():
     with pytest.raises(ValueError, match=r"'rank' control starts at 8 but f\(\) documents 16"):
+
         def f(rank=16):
             return rank
+
         widgets.try_it(f, rank=ipw.IntSlider(8, 1, 64))
 
 
@@ -97,7 +129,7 @@ def test_choice_slider_starts_exactly_on_its_default():
         assert s.value == default
         vals = [v for _, v in s.options]
         assert vals == sorted(vals) and vals[0] >= lo and vals[-1] <= hi
-        assert len(vals) >= 3 * math.floor(math.log10(hi / lo))   # a few steps per decade
+        assert len(vals) >= 3 * math.floor(math.log10(hi / lo))  # a few steps per decade
 
 
 def test_unknown_control_names_the_parameter():
@@ -127,12 +159,15 @@ def test_execute_marks_the_kernel_headless(monkeypatch):
     assert not widgets.headless()
 
 
-@pytest.mark.parametrize("days,horizon,text", [
-    (192.94, 365, "payback after 192.9 days"),
-    (912.5, 365, "payback after 2.5 years, past this 365-day chart"),
-    (400, 365, "payback after 1.1 years, past this 365-day chart"),
-    (float("inf"), 365, "no payback: the upkeep eats the whole saving"),
-])
+@pytest.mark.parametrize(
+    "days,horizon,text",
+    [
+        (192.94, 365, "payback after 192.9 days"),
+        (912.5, 365, "payback after 2.5 years, past this 365-day chart"),
+        (400, 365, "payback after 1.1 years, past this 365-day chart"),
+        (float("inf"), 365, "no payback: the upkeep eats the whole saving"),
+    ],
+)
 def test_payback_text_is_honest_past_the_horizon(days, horizon, text):
     assert decision.payback_text(days, horizon) == text
 
@@ -160,6 +195,13 @@ def test_smollm2_shape_constant_matches_the_model():
 
 
 def test_lora_readout_follows_rank():
-    r16, r32 = lora.readout("Llama-3.1-8B", 16, 16, "all-linear", 2048), lora.readout("Llama-3.1-8B", 32, 16, "all-linear", 2048)
-    assert r32["trainable"] == 2 * r16["trainable"] == 2 * lora.count_lora(lora.LLAMA_8B, 16, lora.ALL_LINEAR)
+    r16, r32 = (
+        lora.readout("Llama-3.1-8B", 16, 16, "all-linear", 2048),
+        lora.readout("Llama-3.1-8B", 32, 16, "all-linear", 2048),
+    )
+    assert (
+        r32["trainable"]
+        == 2 * r16["trainable"]
+        == 2 * lora.count_lora(lora.LLAMA_8B, 16, lora.ALL_LINEAR)
+    )
     assert r32["scaling"] == 0.5 and f"{r16['trainable']:,}" in lora.readout_line(r16)
