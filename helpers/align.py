@@ -213,6 +213,64 @@ def timed_train(trainer) -> dict:
     }
 
 
+def reply_adapter(
+    base_dir: str,
+    triage_adapter: Path,
+    tok,
+    run_dir: Path,
+    device: str,
+    dtype: str,
+    course_dir: str | Path = "",
+    seed: int = 0,
+    steps: int = 12,
+) -> tuple[Path, str]:
+    """Notebook 05's DPO reply adapter, else `steps` of SFT on the good replies trained now;
+    prints which."""
+    from helpers.preferences import load_data
+    from helpers.runtime import find_artifact
+    from helpers.train import checkpointing_arg
+
+    found = find_artifact("dpo_adapter/adapter_config.json", "05_dpo_and_siblings", course_dir)
+    if found is not None:
+        print(f"reply adapter: notebook 05's DPO adapter, {found.parent}")
+        return found.parent, "notebook 05 (DPO)"
+    print(
+        f"notebook 05's reply adapter is missing: training a small one now ({steps} SFT steps on "
+        "good replies, about 1.5 min)"
+    )
+    from trl import SFTConfig, SFTTrainer
+
+    good = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in load_data("pairs")]
+    args = SFTConfig(
+        output_dir=str(Path(run_dir) / "reply_sft"),
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,  # notebook 04's lr: a short run on a new task
+        lr_scheduler_type="constant",
+        max_length=MAX_LENGTH,  # the longest reply fits
+        bf16=dtype == "bf16",  # bf16 autocast only where the processor has bf16 units
+        use_cpu=device == "cpu",
+        seed=seed,
+        data_seed=seed,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        **{checkpointing_arg(): False},  # TRL turns it on; at 135M it only costs time
+    )
+    # starts from the triage adapter, as notebook 05 does
+    trainer = SFTTrainer(
+        model=policy(base_dir, triage_adapter),
+        args=args,
+        train_dataset=dataset(good, "sft"),
+        processing_class=tok,
+    )
+    timed_train(trainer)
+    out = Path(run_dir) / "reply_adapter"
+    trainer.model.save_pretrained(out)
+    return out, f"made here ({steps} SFT steps)"
+
+
 def sample(
     model,
     tok,
