@@ -357,7 +357,11 @@ def check_04(course_dir):
     }
     # the copy-into-project cell carries the recipe's values, written in
     copy_cell = course.recipe_source(NB_DIR / "04_qlora_training.ipynb")
-    literal = ast.literal_eval(copy_cell.split("RECIPE = ", 1)[1].split("\n", 1)[0])
+    (literal,) = [
+        ast.literal_eval(node.value)
+        for node in ast.parse(copy_cell).body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "RECIPE"
+    ]
     assert all(literal[k] == raw[k] for k in literal), literal
     if m["recipe"]["steps"] >= 100:  # the learner's full profile
         assert after["exact_match"] >= FULL_MEASURED_04 and after["json_valid"] >= 0.97, after
