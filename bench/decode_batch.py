@@ -2,9 +2,9 @@
 same tickets.
 
     python bench/decode_batch.py              # 50 held-out tickets, notebook 04's adapter if found
-    python bench/decode_batch.py --n 96       # two balanced batches of 48 python
-    bench/decode_batch.py --few-shot   # base model, 3-shot prompts: shared prefix computed once vs
-    per row
+    python bench/decode_batch.py --n 96       # two balanced batches of 48
+    python bench/decode_batch.py --few-shot   # base model, 3-shot prompts: the shared prefix
+                                              # computed once vs per row
 
 A 135M model decodes small batches far below the CPU's matmul speed, so fewer, larger batches finish
 sooner until padding and the attention cache catch up. This script times evaluate.generate both

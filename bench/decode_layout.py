@@ -1,7 +1,8 @@
 """Batched greedy decoding with and without runtime.decode_layout, in one run, on the same tickets.
 
     python bench/decode_layout.py               # 48 held-out tickets, batch 16, base + notebook
-    04's adapter if found python bench/decode_layout.py --n 16        # quicker
+                                                # 04's adapter if found
+    python bench/decode_layout.py --n 16        # quicker
 
 nn.Linear multiplies by the transpose of its stored weight. On the course's CPUs MKL runs that
 layout several times slower when the batch is small (16 rows at each decoding step) than a plain

@@ -3,7 +3,7 @@ SFT, and DPO.
 
     python bench/gpu_paths.py --model ~/.cache/finetuning-workbook/models/smollm2-135m --steps 30
     python bench/gpu_paths.py --random-init CONFIG_DIR ...   # same architecture, random weights
-    (speed only)
+                                                             # (speed only)
 
 Prints one JSON object: versions, the GPU, seconds per step, tokens/s and peak CUDA memory per arm,
 the DPO/SFT cost ratio, and whether our hand-built NF4 matches bitsandbytes' CUDA kernel. It needs

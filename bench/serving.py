@@ -2,10 +2,11 @@
 padding, and the guarded `transformers serve` under 1 and 4 concurrent clients, with and without
 continuous batching.
 
-    python bench/serving.py                       # 32 held-out tickets, greedy, 48 new tokens at
-    most python bench/serving.py --n 16 --json out.json   # quicker; also write the table as JSON
-    (notebook 08 plots it) python bench/serving.py --server-batching off    # skip the
-    continuous-batching server (CI's notebook 08)
+    python bench/serving.py                          # 32 held-out tickets, greedy, 48 new tokens
+    python bench/serving.py --n 16 --json out.json   # quicker; also write the table as JSON
+                                                     # (notebook 08 plots it)
+    python bench/serving.py --server-batching off    # skip the continuous-batching server
+                                                     # (CI's notebook 08)
 
 Every arm answers the same tickets with the same merged model at T=0. For each it prints generated
 tokens/s (padding excluded, up to each answer's end token), p50 and p95 request latency, and

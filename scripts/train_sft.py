@@ -1,12 +1,13 @@
 """Train the ticket triager from the command line with notebook 04's recipe
 (helpers/recipes/sft.yaml).
 
-    python scripts/train_sft.py --train runs/<course>/02_data_curation/curated_train.jsonl --out
-    runs/my-adapter python scripts/train_sft.py ... --set steps=40 --set lr=5e-4      # override
-    recipe fields accelerate launch scripts/train_sft.py ...        # several GPUs: the Trainer
-    picks up the distributed setup bash scripts/deploy/train_ddp.sh TRAIN OUT 2 ...  # 2 processes
-    (gloo on a CPU): same global batch at --set batch=4 python scripts/train_sft.py ...
-    --axolotl-yaml axolotl.yaml   # also write the equivalent Axolotl config
+    python scripts/train_sft.py --train runs/<course>/02_data_curation/curated_train.jsonl \\
+        --out runs/my-adapter
+    python scripts/train_sft.py ... --set steps=40 --set lr=5e-4    # override recipe fields
+    accelerate launch scripts/train_sft.py ...      # several GPUs: the Trainer picks up the setup
+    bash scripts/deploy/train_ddp.sh TRAIN OUT 2 ...  # 2 processes (gloo on a CPU); the same
+                                                      # global batch at --set batch=4
+    python scripts/train_sft.py ... --axolotl-yaml axolotl.yaml  # also write the Axolotl config
 
 Bad input (a malformed JSONL line, an unknown recipe field) prints one line naming the file, line
 and field, and exits with status 2.
