@@ -237,11 +237,18 @@ def scratch_notebook(folder: Path, checks: list[Check]) -> tuple[Path, dict[str,
 def start_lab(folder: Path, port: int, token: str) -> subprocess.Popen:
     """JupyterLab on 127.0.0.1:port, serving `folder`, with its runtime files and IPython profile
     inside it."""
+    # Render every cell: JupyterLab's default windowing leaves cells far above the viewport out of
+    # the page, so after "run all" the first try-it cell had no DOM to read once the scratch
+    # notebook grew past one screen.
+    settings = folder / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     env = {
         **os.environ,
         "JUPYTER_RUNTIME_DIR": str(folder / "runtime"),
         "IPYTHONDIR": str(folder / "ipython"),
         "JUPYTER_CONFIG_DIR": str(folder / "config"),
+        "JUPYTERLAB_SETTINGS_DIR": str(folder / "settings"),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
     env.pop(course.HEADLESS_ENV, None)  # the kernel must be live, not headless
