@@ -115,10 +115,9 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
     """CI runs the learner's code paths, smaller: a scalar it changes is a size or a step count,
     a list it passes is a subset of the learner's list or of the ablation profile's (fewer seeds,
     arms or learning rates, never ones no profile runs), and a recipe change touches only the step
-    count. The ablation profile runs
-    the heavy experiments that do not fit the learner's hour: its lists keep every learner value
-    and may add arms (the sizes cell refuses one the notebook cannot run); its scalars are sizes
-    and step counts too."""
+    count. The ablation profile runs the heavy experiments that do not fit the learner's hour: its
+    lists keep every learner value and may add arms (the sizes cell refuses one the notebook cannot
+    run); its scalars are sizes and step counts too."""
     defaults = learner_defaults(nb)
     ablation = course.profile("ablation").get(nb.stem, {})
     for name, value in course.profile(profile).get(nb.stem, {}).items():
