@@ -8,17 +8,23 @@ adapter; 06 and 08 use 05's reply adapter; nothing reads 03), so they run in pha
 two workers runs each at one thread (WORKBOOK_THREADS=1): on a 2-core CPU two one-thread processes
 do more work than one two-thread process, because generation, tokenising and imports do not scale
 with threads (measured: a training step 3.3 s at 2 threads, 5.5 s at 1 thread alone, 6.0 s at 1
-thread beside another; 16 tickets generated in 5.9 s, 8.2 s and 8.7 s). Notebook 04, the critical
-path, runs alone at two.
+thread beside another; 16 tickets generated in 5.9 s, 8.2 s and 8.7 s). Notebook 04 runs alone at
+two.
 
-  phase 1  notebook 01   ||  notebooks 02, 03              (1 thread each)
-  phase 2  notebook 04                                     (2 threads)
-  phase 3  notebook 05   ||  notebook 07, unit tests       (1 thread each)
-  phase 4  notebook 06, widget tests  ||  notebook 08      (1 thread each)
+  phase 1  notebook 01   ||  notebooks 02, 03, copy cells 01-03, the two-process training test
+  phase 2  notebook 04                                                        (2 threads)
+  phase 3  notebook 05   ||  notebook 07, the other unit tests, copy cells 04-08
+  phase 4  notebook 06, widget tests  ||  notebook 08
 
-Every test in tests/test_notebooks.py must fall in exactly one notebook group (checked before
-anything runs); every other test file is a unit test; tests/test_widgets.py runs after notebook 06,
-whose output its sliders read. --serial runs plain pytest, one process, as before.
+The critical path is 01 -> 04 -> 05 -> 08, so whatever reads no notebook's output (the copy cells
+run standalone, the unit tests) fills the lane beside 01 and beside 05. Measured on a fresh clone
+before this split (2026-12-03, 133 GFLOP/s fp32): phase 1 245 s with 142 s of its second lane
+idle, phase 3 835 s with 150 s idle, and the copy cells of 01, 04 and 05 (74 s) on the critical
+path.
+
+Every test in tests/test_notebooks.py must fall in exactly one group (checked before anything
+runs); every other test file is a unit test; tests/test_widgets.py runs after notebook 06, whose
+output its sliders read. --serial runs plain pytest, one process, as before.
 """
 
 from __future__ import annotations
@@ -42,7 +48,16 @@ GROUPS = {  # a notebook group: the notebook's stem, plus the tests that read it
     "07": ["07_eval"],
     "08": ["08_serving", "test_vllm_path"],
 }
+# the copy-into-your-project cells, each run standalone in a fresh process: they read no notebook's
+# output, so they go where a lane would otherwise idle
+COPY_TEST = "test_recipe_cell_runs_standalone["
+COPY_GROUPS = {"copy-a": ["01", "02", "03"], "copy-b": ["04", "05", "06", "07", "08"]}
+ID_GROUPS = [*GROUPS, *COPY_GROUPS]  # groups of test ids from tests/test_notebooks.py
 UNIT_AFTER = {"widgets": ["tests/test_widgets.py"]}  # unit tests that read a notebook's outputs
+# unit tests run on their own, before the rest (their ids); "unit" deselects them
+UNIT_EARLY = {
+    "unit-ddp": ["tests/test_train.py::test_two_processes_train_what_one_process_trains"],
+}
 # whose artifacts each group reads (runtime.find_artifact calls in the notebooks' cells; 06's slider
 # data)
 NEEDS = {
@@ -54,9 +69,9 @@ NEEDS = {
     "widgets": ["06"],
 }
 PHASES = [  # each phase: workers side by side; each worker: groups run one after another
-    [["01"], ["02", "03"]],
+    [["01"], ["02", "03", "copy-a", "unit-ddp"]],
     [["04"]],
-    [["05"], ["07", "unit"]],
+    [["05"], ["07", "copy-b", "unit"]],
     [["06", "widgets"], ["08"]],
 ]
 
@@ -71,7 +86,7 @@ def check_phases(phases: list[list[list[str]]]) -> None:
         for k, g in enumerate(groups)
     }
     names = sorted(g for workers in phases for groups in workers for g in groups)
-    every = sorted([*GROUPS, *UNIT_AFTER, "unit"])
+    every = sorted([*ID_GROUPS, *UNIT_AFTER, *UNIT_EARLY, "unit"])
     if names != every:
         raise ValueError(f"the phases run {names}; each of {every} must run exactly once")
     for g, needs in NEEDS.items():
@@ -98,10 +113,15 @@ def collect(args: list[str]) -> list[str]:
 
 
 def partition(ids: list[str]) -> dict[str, list[str]]:
-    """Each notebook test id in exactly one group; an id in none or in two stops the run, named."""
-    parts: dict[str, list[str]] = {g: [] for g in GROUPS}
+    """Each notebook test id in exactly one group (a copy-cell test in its copy group); an id in
+    none or in two stops the run, named."""
+    parts: dict[str, list[str]] = {g: [] for g in ID_GROUPS}
     for tid in ids:
-        hits = [g for g, keys in GROUPS.items() if any(k in tid for k in keys)]
+        if COPY_TEST in tid:
+            stem = tid.split(COPY_TEST, 1)[1]
+            hits = [g for g, nbs in COPY_GROUPS.items() if stem[:2] in nbs]
+        else:
+            hits = [g for g, keys in GROUPS.items() if any(k in tid for k in keys)]
         if len(hits) != 1:
             sys.exit(
                 f"run_tests: {tid} belongs to {hits or 'no notebook group'}; add it to GROUPS "
@@ -123,13 +143,16 @@ def run_worker(groups: list[str], parts: dict[str, list[str]], env: dict, result
     process, unit tests in their own."""
     runs: list[list[str]] = []
     for g in groups:
-        if g in GROUPS and runs and runs[-1][-1] in GROUPS:
+        if g in ID_GROUPS and runs and runs[-1][-1] in ID_GROUPS:
             runs[-1].append(g)
         else:
             runs.append([g])
     for run in runs:
         if run == ["unit"]:
             args = ["tests", *(f"--ignore={f}" for f in [NB_TESTS, *sum(UNIT_AFTER.values(), [])])]
+            args += [f"--deselect={t}" for t in sum(UNIT_EARLY.values(), [])]
+        elif run[0] in UNIT_EARLY:
+            args = UNIT_EARLY[run[0]]
         else:
             args = UNIT_AFTER.get(run[0]) or [t for g in run for t in parts[g]]
         tag = ",".join(run)

@@ -154,13 +154,18 @@ def test_make_test_runs_every_notebook_test_once_and_after_what_it_reads():
     import runpy
 
     rt = runpy.run_path(str(course.repo_root() / "scripts" / "run_tests.py"))
-    ids = [f"tests/test_notebooks.py::test_runs[{nb.stem}]" for nb in course.notebooks()]
+    stems = [nb.stem for nb in course.notebooks()]
+    ids = [f"tests/test_notebooks.py::test_runs[{stem}]" for stem in stems]
     ids += ["tests/test_notebooks.py::test_unsloth_path", "tests/test_notebooks.py::test_vllm_path"]
-    parts = rt["partition"](ids)
-    assert sorted(t for group in parts.values() for t in group) == sorted(ids)
+    copies = [f"tests/test_notebooks.py::test_recipe_cell_runs_standalone[{s}]" for s in stems]
+    parts = rt["partition"](ids + copies)
+    assert sorted(t for group in parts.values() for t in group) == sorted(ids + copies)
     assert parts["04"][-1].endswith("test_unsloth_path") and parts["08"][-1].endswith(
         "test_vllm_path"
     )
+    # a copy cell reads no notebook's output: it runs in a copy group, beside the critical path
+    assert parts["copy-a"] == copies[:3] and parts["copy-b"] == copies[3:]
+    assert not any("standalone" in t for stem in stems for t in parts[stem[:2]])
     with pytest.raises(
         SystemExit,
         match=r"test_new\] belongs to no notebook group; add it to "
@@ -170,11 +175,21 @@ def test_make_test_runs_every_notebook_test_once_and_after_what_it_reads():
     rt["check_phases"](rt["PHASES"])
     with pytest.raises(ValueError, match="group 06 reads notebook 05's artifacts"):
         rt["check_phases"](
-            [[["01", "02", "03"]], [["04"]], [["05"], ["06"]], [["07", "unit"], ["08", "widgets"]]]
+            [
+                [["01", "02", "03", "copy-a", "unit-ddp"]],
+                [["04", "copy-b"]],
+                [["05"], ["06"]],
+                [["07", "unit"], ["08", "widgets"]],
+            ]
         )
     with pytest.raises(ValueError, match="group widgets reads notebook 06's artifacts"):
         rt["check_phases"](
-            [[["01", "02", "03"]], [["04", "widgets"]], [["05"], ["07", "unit"]], [["06"], ["08"]]]
+            [
+                [["01", "02", "03", "copy-a", "unit-ddp"]],
+                [["04", "widgets", "copy-b"]],
+                [["05"], ["07", "unit"]],
+                [["06"], ["08"]],
+            ]
         )
     with pytest.raises(ValueError, match="must run exactly once"):
         rt["check_phases"]([[["01", "02", "03", "04"]], [["05"], ["06", "07", "08"]]])
