@@ -3,6 +3,8 @@
     python bench/decode_layout.py               # 48 held-out tickets, batch 16, base + notebook
                                                 # 04's adapter if found
     python bench/decode_layout.py --n 16        # quicker
+    python bench/decode_layout.py --bf16        # bf16 autocast with and without the weight copies
+                                                # (CPUs with bf16 units)
 
 nn.Linear multiplies by the transpose of its stored weight. On the course's CPUs MKL runs that
 layout several times slower when the batch is small (16 rows at each decoding step) than a plain
@@ -11,6 +13,10 @@ generate call (and folds a LoRA adapter into it, as a merge would). This script 
 kernel-level gain that decides whether the switch is on, then the end-to-end time of
 evaluate.generate both ways, alternated so that drift on a shared machine hits both, the ratio, and
 how many of the outputs differ (fp32 rounding may flip a near-tie; it should be 0 or a handful).
+
+With --bf16 both sides decode under bf16 autocast; "switched" multiplies by bf16 copies of the
+weights taken once per generate call (runtime.BF16_PRECAST) instead of autocast rounding every fp32
+weight at every step. The rounding is the same, so no output may differ.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ def main() -> None:
     ap.add_argument(
         "--rounds", type=int, default=2, help="alternating rounds of plain and switched"
     )
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast, weight copies on and off")
     args = ap.parse_args()
     runtime.set_threads()
     base = models.ensure_smollm2()
@@ -42,16 +49,21 @@ def main() -> None:
         f"{'base + notebook 04 adapter' if adapter else 'base model'} | {args.n} tickets, batch "
         f"{args.batch}"
     )
-    gain = runtime.small_batch_layout_gain(rows=args.batch)
-    print(
-        f"kernel: x @ W' is {gain:.2f}x x @ W.T at {args.batch} rows (switch on at >= "
-        f"{runtime.LAYOUT_MIN_GAIN})"
-    )
+    if args.bf16 and runtime.compute_dtype("cpu")[0] != "bf16":
+        raise SystemExit(f"--bf16: {runtime.compute_dtype('cpu')[1]}")
+    if not args.bf16:
+        gain = runtime.small_batch_layout_gain(rows=args.batch)
+        print(
+            f"kernel: x @ W' is {gain:.2f}x x @ W.T at {args.batch} rows (switch on at >= "
+            f"{runtime.LAYOUT_MIN_GAIN})"
+        )
     times: dict[str, list[float]] = {"plain": [], "switched": []}
     outs: dict[str, list[str]] = {}
     evaluate.generate(model, tok, convs[:2], batch_size=2, desc="warm-up")
     for _ in range(args.rounds):
         for name, dtype in (("plain", "fp32"), ("switched", None)):
+            if args.bf16:
+                dtype, runtime.BF16_PRECAST = "bf16", name == "switched"
             t0 = time.perf_counter()
             outs[name] = evaluate.generate(
                 model, tok, convs, batch_size=args.batch, desc=name, dtype=dtype

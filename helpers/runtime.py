@@ -216,6 +216,17 @@ def _transposed_forward(self, x, *args, **kwargs):
     return y if self._decode_b is None else y + self._decode_b
 
 
+def _bf16_forward(self, x, *args, **kwargs):
+    """A plain linear layer's forward through bf16 copies of its weight and bias, taken once: under
+    CPU bf16 autocast the same product autocast computes (it rounds the fp32 weight to bf16 on
+    every call), without that call's cast; the plain forward outside autocast."""
+    import torch
+
+    if torch.is_autocast_enabled("cpu"):
+        return torch.nn.functional.linear(x, self._decode_w16, self._decode_b16)
+    return torch.nn.functional.linear(x, self.weight, self.bias)
+
+
 def _decode_weight(mod):
     """(weight, bias) a layer computes with: a plain fp32 nn.Linear, or a PEFT LoRA layer over
     one with its active plain-LoRA adapters folded in (W + scale * B @ A, as merging does); None
@@ -244,16 +255,26 @@ def _decode_weight(mod):
     return w, (None if base.bias is None else base.bias.detach())
 
 
+BF16_PRECAST = True  # decode_layout's bf16 weight copies (bench/decode_layout.py --bf16 compares)
+
+
 @contextmanager
 def decode_layout(model, dtype: str = "fp32", rows: int = 16):
-    """For fast batched decoding on a CPU: inside the block every fp32 linear layer (a LoRA layer
-    with its adapter folded in, as a merge would) multiplies by a contiguous transposed copy of its
-    weight, where this machine measures that layout >= LAYOUT_MIN_GAIN x faster.
+    """For fast decoding on a CPU, inside the block:
+    - fp32: every fp32 linear layer (a LoRA layer with its adapter folded in, as a merge would)
+      multiplies by a contiguous transposed copy of its weight, where this machine measures that
+      layout >= LAYOUT_MIN_GAIN x faster (batches of 4 rows or more). The products equal the plain
+      ones up to fp32 rounding (summation order), so a path that must match another token for token
+      does not use it.
+    - bf16 (autocast): every plain nn.Linear, LoRA's A and B included, multiplies by a bf16 copy of
+      its weight taken once, instead of autocast rounding the fp32 weight to bf16 again at every
+      call of every decoding step: the same rounding, so the same outputs bit for bit. Measured on
+      the AVX512-BF16 EPYC (2026-12-03, notebook 04's CI adapter merged, held-out tickets in one
+      batch): 1.4x faster at 4 rows, 1.2x at 16, no gain at 50 (bench/decode_layout.py --bf16).
+      BF16_PRECAST = False turns it off.
 
     Inference only (the copies are taken on entry and dropped on exit, so training between blocks is
-    seen); a no-op on GPUs, under bf16 autocast, and for batches under 4 rows. The products equal
-    the plain ones up to fp32 rounding (summation order), so a path that must match another token
-    for token does not use it.
+    seen); a no-op on GPUs. Yields the number of layers patched.
     """
     import types
 
@@ -263,16 +284,22 @@ def decode_layout(model, dtype: str = "fp32", rows: int = 16):
     if model.__dict__.get("_decode_layout_entered"):
         yield 0
         return
-    use = (
-        dtype == "fp32"
-        and rows >= 4
-        and next(model.parameters()).device.type == "cpu"
-        and small_batch_layout_gain() >= LAYOUT_MIN_GAIN
-    )
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    use = dtype == "fp32" and rows >= 4 and on_cpu and small_batch_layout_gain() >= LAYOUT_MIN_GAIN
     patched, inside = [], set()
     model.__dict__["_decode_layout_entered"] = True
     try:
-        if use:
+        if dtype == "bf16" and on_cpu and BF16_PRECAST:
+            with torch.no_grad():
+                for mod in model.modules():
+                    if type(mod) is torch.nn.Linear and mod.weight.dtype == torch.float32:
+                        mod._decode_w16 = mod.weight.detach().to(torch.bfloat16)
+                        mod._decode_b16 = (
+                            None if mod.bias is None else mod.bias.detach().to(torch.bfloat16)
+                        )
+                        mod.forward = types.MethodType(_bf16_forward, mod)
+                        patched.append(mod)
+        elif use:
             with torch.no_grad():
                 for mod in model.modules():
                     if id(mod) in inside or (wb := _decode_weight(mod)) is None:
@@ -284,7 +311,9 @@ def decode_layout(model, dtype: str = "fp32", rows: int = 16):
         yield len(patched)
     finally:
         for mod in patched:
-            del mod.forward, mod._decode_wt, mod._decode_b
+            del mod.forward
+            for name in ("_decode_wt", "_decode_b", "_decode_w16", "_decode_b16"):
+                mod.__dict__.pop(name, None)
         model.__dict__.pop("_decode_layout_entered", None)
 
 

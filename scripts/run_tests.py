@@ -14,7 +14,12 @@ two.
   phase 1  notebook 01   ||  notebooks 02, 03, copy cells 01-03, the two-process training test
   phase 2  notebook 04                                                        (2 threads)
   phase 3  notebook 05   ||  notebook 07, the other unit tests, copy cells 04-08
-  phase 4  notebook 06, widget tests  ||  notebook 08
+  phase 4  notebook 06, widget tests, browser test  ||  notebook 08
+
+The browser test of the sliders (scripts/ui_test.py, `make ui-test`) runs in phase 4 only where
+WORKBOOK_UI_TEST=1 (.ci/run sets it): it needs Chromium, which a learner's `make test` should not
+install. It reads notebook 06's slider data and fits beside 08 (measured 44-51 s alone after the
+suite, when it ran after everything).
 
 The critical path is 01 -> 04 -> 05 -> 08, so whatever reads no notebook's output (the copy cells
 run standalone, the unit tests) fills the lane beside 01 and beside 05. Measured on a fresh clone
@@ -67,12 +72,13 @@ NEEDS = {
     "07": ["04"],
     "08": ["04", "05"],
     "widgets": ["06"],
+    "ui": ["06"],
 }
 PHASES = [  # each phase: workers side by side; each worker: groups run one after another
     [["01"], ["02", "03", "copy-a", "unit-ddp"]],
     [["04"]],
     [["05"], ["07", "copy-b", "unit"]],
-    [["06", "widgets"], ["08"]],
+    [["06", "widgets", "ui"], ["08"]],
 ]
 
 
@@ -86,7 +92,7 @@ def check_phases(phases: list[list[list[str]]]) -> None:
         for k, g in enumerate(groups)
     }
     names = sorted(g for workers in phases for groups in workers for g in groups)
-    every = sorted([*ID_GROUPS, *UNIT_AFTER, *UNIT_EARLY, "unit"])
+    every = sorted([*ID_GROUPS, *UNIT_AFTER, *UNIT_EARLY, "unit", "ui"])
     if names != every:
         raise ValueError(f"the phases run {names}; each of {every} must run exactly once")
     for g, needs in NEEDS.items():
@@ -148,17 +154,29 @@ def run_worker(groups: list[str], parts: dict[str, list[str]], env: dict, result
         else:
             runs.append([g])
     for run in runs:
-        if run == ["unit"]:
+        if run == ["ui"]:
+            if os.environ.get("WORKBOOK_UI_TEST") != "1":
+                print(
+                    "run_tests: ui not run here (WORKBOOK_UI_TEST unset): `make ui-test` runs the "
+                    "browser test",
+                    flush=True,
+                )
+                continue
+            cmd = [sys.executable, "scripts/ui_test.py"]
+            env = {**env, "UI_TEST_REQUIRE_ALL": "1"}  # after notebook 06 no slider may skip
+        elif run == ["unit"]:
             args = ["tests", *(f"--ignore={f}" for f in [NB_TESTS, *sum(UNIT_AFTER.values(), [])])]
             args += [f"--deselect={t}" for t in sum(UNIT_EARLY.values(), [])]
         elif run[0] in UNIT_EARLY:
             args = UNIT_EARLY[run[0]]
         else:
             args = UNIT_AFTER.get(run[0]) or [t for g in run for t in parts[g]]
+        if run != ["ui"]:
+            cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
         tag = ",".join(run)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+            cmd,
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

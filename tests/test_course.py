@@ -179,7 +179,7 @@ def test_make_test_runs_every_notebook_test_once_and_after_what_it_reads():
                 [["01", "02", "03", "copy-a", "unit-ddp"]],
                 [["04", "copy-b"]],
                 [["05"], ["06"]],
-                [["07", "unit"], ["08", "widgets"]],
+                [["07", "unit"], ["08", "widgets", "ui"]],
             ]
         )
     with pytest.raises(ValueError, match="group widgets reads notebook 06's artifacts"):
@@ -188,7 +188,7 @@ def test_make_test_runs_every_notebook_test_once_and_after_what_it_reads():
                 [["01", "02", "03", "copy-a", "unit-ddp"]],
                 [["04", "widgets", "copy-b"]],
                 [["05"], ["07", "unit"]],
-                [["06"], ["08"]],
+                [["06", "ui"], ["08"]],
             ]
         )
     with pytest.raises(ValueError, match="must run exactly once"):

@@ -200,11 +200,38 @@ def test_decode_layout_is_a_no_op_where_it_does_not_pay(monkeypatch):
     with runtime.decode_layout(model, "fp32", rows=16) as n:
         assert n == 0
     monkeypatch.setattr(runtime, "_LAYOUT_GAIN", 10.0)
-    for dtype, rows in (("bf16", 16), ("fp32", 2)):
-        with runtime.decode_layout(model, dtype, rows) as n:
-            assert n == 0, (dtype, rows)
+    with runtime.decode_layout(model, "fp32", 2) as n:
+        assert n == 0
     # measured once per process, then reused
     assert runtime.small_batch_layout_gain() == 10.0
+
+
+def test_bf16_decode_precasts_every_linear_and_changes_no_bit():
+    """Under CPU bf16 autocast, decode_layout's bf16 copies of the weights give the same logits
+    and the same greedy tokens, bit for bit, as autocast rounding the fp32 weights at every call;
+    outside autocast the patched layers compute in fp32 as before; on exit every layer is
+    restored."""
+    import torch
+
+    model = _tiny_lora_model()
+    ids = torch.randint(0, 64, (3, 9))
+    kw = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
+    with torch.no_grad():
+        plain_fp32 = model(ids).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain = model(ids).logits
+            plain_gen = model.generate(input_ids=ids, **kw)
+        with runtime.decode_layout(model, "bf16", rows=3) as n:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                fast = model(ids).logits
+                fast_gen = model.generate(input_ids=ids, **kw)
+            outside = model(ids).logits
+    # 7 LoRA layers a block, each a base layer and LoRA's A and B, and the lm_head
+    assert n == 2 * 7 * 3 + 1
+    assert torch.equal(fast, plain) and torch.equal(fast_gen, plain_gen)
+    assert (plain.float() - plain_fp32).abs().max() > 0  # bf16 rounding is in play, so it is tested
+    assert torch.equal(outside, plain_fp32)
+    assert not any("_decode_w16" in m.__dict__ or "forward" in m.__dict__ for m in model.modules())
 
 
 def test_fast_generate_patches_inside_generate_only_and_defers_to_an_outer_block(monkeypatch):
