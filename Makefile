@@ -31,7 +31,8 @@ course: setup
 # 08 passed while the learner's bf16 path crashed in its int8 cell (fixed: runtime.generation_dtype). Every outcome
 # bound held in both: a fresh-clone run of each (2026-12-02). WORKBOOK_DTYPE=fp32 make test pins fp32.
 # scripts/run_tests.py runs pytest in four phases, two processes side by side where no notebook reads the other's
-# artifacts (its docstring has the measurements); `scripts/run_tests.py --serial` is plain pytest.
+# artifacts (its docstring has the measurements); `scripts/run_tests.py --serial` is plain pytest. With
+# WORKBOOK_UI_TEST=1 (.ci/run) the browser test (make ui-test) runs inside it, beside notebook 08.
 test: setup
 	WORKBOOK_DTYPE=$${WORKBOOK_DTYPE:-auto} $(PY) scripts/run_tests.py
 
