@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
-.PHONY: setup course test lint ui-test lab data bench bench-serving bench-load bench-decode clean-runs
+.PHONY: setup course test lint ui-test lab data bench bench-profile bench-serving bench-load bench-decode clean-runs
 
 setup: $(STAMP)
 
@@ -52,6 +52,10 @@ lab: setup
 
 bench: setup
 	$(PY) bench/sft_throughput.py
+
+# One SFT step of the recipe under torch.profiler: each part's share (matmuls, attention, casts, ...).
+bench-profile: setup
+	$(PY) bench/sft_step_profile.py
 
 # Serving throughput: naive loop vs batched generate vs the guarded server (1 and 4 clients, continuous batching).
 bench-serving: setup

@@ -477,3 +477,22 @@ def test_average_adapters_is_the_elementwise_mean_and_refuses_other_runs(tmp_pat
         train.average_adapters([dirs[0], other], tmp_path / "bad")
     with pytest.raises(ValueError, match="no adapter folders"):
         train.average_adapters([], tmp_path / "none")
+
+
+def test_step_profile_sorts_each_op_into_its_part():
+    """bench/sft_step_profile.py: the body's, LoRA's and the LM head's matmuls (the head in
+    vocabulary chunks) are told apart by their shapes; attention, casts, the optimizer and the
+    profiler's step wrapper by name."""
+    import runpy
+
+    cat = runpy.run_path(str(data.data_dir().parent / "bench" / "sft_step_profile.py"))["category"]
+    v, r = 49152, 16
+    assert cat("aten::mm", [[888, 576], [576, 1536]], v, r) == "frozen-layer matmuls"
+    assert cat("aten::mm", [[888, 16], [16, 576]], v, r) == "LoRA matmuls (rank 16)"
+    assert cat("aten::addmm_", [[226, 576], [226, 32768], [32768, 576]], v, r) == "LM head matmuls"
+    assert cat("aten::mm", [[226, 576], [576, 49152]], v, r) == "LM head matmuls"
+    assert cat("aten::_scaled_dot_product_flash_attention_for_cpu", [], v, r) == "attention"
+    assert cat("aten::_to_copy", [[32768, 576]], v, r) == "dtype casts and copies"
+    assert cat("aten::_foreach_mul_", [], v, r) == "optimizer"
+    assert cat("ProfilerStep*", [], v, r).startswith("outside any op")
+    assert cat("aten::mul", [[253, 32768], []], v, r).startswith("other ops")
