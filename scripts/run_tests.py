@@ -25,7 +25,8 @@ The critical path is 01 -> 04 -> 05 -> 08, so whatever reads no notebook's outpu
 run standalone, the unit tests) fills the lane beside 01 and beside 05. Measured on a fresh clone
 before this split (2026-12-03, 133 GFLOP/s fp32): phase 1 245 s with 142 s of its second lane
 idle, phase 3 835 s with 150 s idle, and the copy cells of 01, 04 and 05 (74 s) on the critical
-path.
+path. After it (with the browser test in phase 4 and CI's 05 at 8 DPO steps): 32.7 min in all at
+128 GFLOP/s and 26.8 min at 145 (LEDGER, "CI time by machine").
 
 Every test in tests/test_notebooks.py must fall in exactly one group (checked before anything
 runs); every other test file is a unit test; tests/test_widgets.py runs after notebook 06, whose
