@@ -155,6 +155,7 @@ def run_worker(groups: list[str], parts: dict[str, list[str]], env: dict, result
         else:
             runs.append([g])
     for run in runs:
+        run_env = env
         if run == ["ui"]:
             if os.environ.get("WORKBOOK_UI_TEST") != "1":
                 print(
@@ -164,22 +165,23 @@ def run_worker(groups: list[str], parts: dict[str, list[str]], env: dict, result
                 )
                 continue
             cmd = [sys.executable, "scripts/ui_test.py"]
-            env = {**env, "UI_TEST_REQUIRE_ALL": "1"}  # after notebook 06 no slider may skip
-        elif run == ["unit"]:
-            args = ["tests", *(f"--ignore={f}" for f in [NB_TESTS, *sum(UNIT_AFTER.values(), [])])]
-            args += [f"--deselect={t}" for t in sum(UNIT_EARLY.values(), [])]
-        elif run[0] in UNIT_EARLY:
-            args = UNIT_EARLY[run[0]]
+            run_env = {**env, "UI_TEST_REQUIRE_ALL": "1"}  # after notebook 06 no slider may skip
         else:
-            args = UNIT_AFTER.get(run[0]) or [t for g in run for t in parts[g]]
-        if run != ["ui"]:
+            if run == ["unit"]:
+                ignored = [NB_TESTS, *sum(UNIT_AFTER.values(), [])]
+                args = ["tests", *(f"--ignore={f}" for f in ignored)]
+                args += [f"--deselect={t}" for t in sum(UNIT_EARLY.values(), [])]
+            elif run[0] in UNIT_EARLY:
+                args = UNIT_EARLY[run[0]]
+            else:
+                args = UNIT_AFTER.get(run[0]) or [t for g in run for t in parts[g]]
             cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
         tag = ",".join(run)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             cmd,
             cwd=ROOT,
-            env=env,
+            env=run_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
