@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -19,7 +20,98 @@ from helpers.data import FIELDS, gold, ticket
 from helpers.evaluate import parse_output
 
 # Notebook 05's shared training settings; the notebook writes each trainer's own knobs out.
-MAX_LENGTH = 192  # a reply prompt + the longest (rambling) rejected reply fit in 192 tokens
+MAX_LENGTH = 192  # a reply prompt + the longest (rambling) rejected reply fit (= dpo.yaml's)
+RECIPES = Path(__file__).with_name("recipes")
+
+
+@dataclass(frozen=True)
+class DPORecipe:
+    """Notebook 05's DPO recipe; its values live in helpers/recipes/dpo.yaml (use load_recipe)."""
+
+    lr: float
+    beta: float
+    loss_type: tuple[str, ...]
+    scheduler: str
+    batch: int
+    steps: int
+    max_length: int
+
+
+@dataclass(frozen=True)
+class GRPORecipe:
+    """Notebook 05's GRPO recipe; its values live in helpers/recipes/grpo.yaml (use load_recipe)."""
+
+    lr: float
+    beta: float
+    loss_type: str
+    scheduler: str
+    prompts: int
+    num_generations: int
+    max_completion_length: int
+    temperature: float
+    reward_weights: tuple[float, ...]
+    steps: int
+
+
+RECIPE_KINDS = {"dpo": DPORecipe, "grpo": GRPORecipe}
+# what each annotation accepts from YAML, and how an error message names it
+_ACCEPTS = {
+    "float": ((int, float), "a number"),
+    "int": ((int,), "an integer"),
+    "str": ((str,), "a string"),
+    "tuple[str, ...]": ((str,), "a list of strings"),
+    "tuple[float, ...]": ((int, float), "a list of numbers"),
+}
+
+
+def _field_value(value: object, kind: str, where: str, name: str) -> object:
+    """One recipe field checked against its annotation: the value (a list becomes a tuple), or a
+    RecipeError naming where and the field."""
+    from helpers.train import RecipeError
+
+    types, what = _ACCEPTS[kind]
+    many = kind.startswith("tuple")
+    items = value if many and isinstance(value, list) else [value]
+    ok = (isinstance(value, list) and bool(value)) if many else True
+    if not ok or any(isinstance(v, bool) or not isinstance(v, types) for v in items):
+        raise RecipeError(f"{where}: field '{name}' must be {what}, got {value!r}")
+    return tuple(items) if many else value
+
+
+def load_recipe(kind: str, path: str | Path | None = None, **changes) -> DPORecipe | GRPORecipe:
+    """Notebook 05's 'dpo' or 'grpo' recipe from helpers/recipes/<kind>.yaml with `changes` applied;
+    an unknown, missing or mistyped field raises RecipeError naming the file, line and field."""
+    import yaml
+
+    from helpers.train import RecipeError
+
+    if kind not in RECIPE_KINDS:
+        raise RecipeError(f"unknown recipe kind {kind!r}; known: {', '.join(RECIPE_KINDS)}")
+    cls, path = RECIPE_KINDS[kind], Path(path or RECIPES / f"{kind}.yaml")
+    text = path.read_text(encoding="utf-8")
+    try:
+        node, raw = yaml.compose(text), yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: expected a mapping of recipe fields, got {type(raw).__name__}")
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
+    hints = {f.name: f.type for f in fields(cls)}
+    out = {}
+    for source, values in ((raw, raw), (changes, {**raw, **changes})):
+        for name in source:
+            where = f"{path}:{lines[name]}" if source is raw else f"a change to {path.name}"
+            if name not in hints:
+                raise RecipeError(f"{where}: unknown field '{name}'; known: {', '.join(hints)}")
+            out[name] = _field_value(values[name], hints[name], where, name)
+    missing = [n for n in hints if n not in out]
+    if missing:
+        raise RecipeError(f"{path}: missing field(s) {', '.join(missing)}")
+    return cls(**out)
+
+
 COLUMNS = {
     "pairs": ("prompt", "chosen", "rejected"),
     "kto": ("prompt", "completion", "label"),

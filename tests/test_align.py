@@ -89,3 +89,43 @@ def test_completion_logps_sums_only_the_reply_tokens(model_and_tok):
     )
     # more reply tokens, more (negative) log-probability summed
     assert short < 0 and longer < short
+
+
+def test_recipes_load_with_changes_and_agree_with_the_reply_stage():
+    dpo = align.load_recipe("dpo", beta=0.5)
+    assert (dpo.beta, dpo.loss_type, dpo.max_length) == (0.5, ("sigmoid", "sft"), align.MAX_LENGTH)
+    grpo = align.load_recipe("grpo", steps=6, prompts=2)
+    assert (grpo.steps, grpo.prompts, grpo.loss_type) == (6, 2, "dapo")
+    assert len(grpo.reward_weights) == 3  # valid, fields, brevity (helpers.rewards)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("lr: 1.0e-4\nbetta: 0.1\n", r"dpo\.yaml:2: unknown field 'betta'; known: lr, beta"),
+        ("lr: fast\n", r"dpo\.yaml:1: field 'lr' must be a number, got 'fast'"),
+        ("lr: 1.0e-4\n\nloss_type: sigmoid\n", r"dpo\.yaml:3: field 'loss_type' must be a list"),
+        ("steps: true\n", r"dpo\.yaml:1: field 'steps' must be an integer, got True"),
+        ("- lr\n", r"dpo\.yaml: expected a mapping of recipe fields, got list"),
+        ("lr: [1\n", r"dpo\.yaml:2: not valid YAML"),
+    ],
+)
+def test_a_bad_recipe_file_names_the_file_line_and_field(tmp_path, text, message):
+    path = tmp_path / "dpo.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        align.load_recipe("dpo", path)
+
+
+def test_a_bad_change_or_a_missing_field_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"a change to grpo\.yaml: field 'prompts' must be an int"):
+        align.load_recipe("grpo", prompts=2.5)
+    with pytest.raises(ValueError, match=r"a change to dpo\.yaml: unknown field 'rank'"):
+        align.load_recipe("dpo", rank=16)
+    with pytest.raises(ValueError, match=r"unknown recipe kind 'ppo'; known: dpo, grpo"):
+        align.load_recipe("ppo")
+    full = (align.RECIPES / "dpo.yaml").read_text()
+    path = tmp_path / "dpo.yaml"
+    path.write_text("\n".join(ln for ln in full.splitlines() if not ln.startswith("beta:")))
+    with pytest.raises(ValueError, match=r"dpo\.yaml: missing field\(s\) beta"):
+        align.load_recipe("dpo", path)

@@ -4,6 +4,7 @@ asserted."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import sys
 import nbformat
 import pytest
 
-from helpers import course, data, runtime
+from helpers import align, course, data, runtime
 
 NOTEBOOKS = course.notebooks()
 NB_DIR = NOTEBOOKS[0].parent
@@ -392,7 +393,23 @@ def check_05(course_dir):
     assert 1 < extra_adapter < 50 and extra_copy > 500, ref
     # DPO: margin and preference accuracy rise over training
     dpo = m["dpo"]
-    assert dpo["steps"] == ci["DPO_STEPS"]
+    # one recipe: the notebook trained with the YAML files plus the profile's changes, and the
+    # copy-into-project cell writes out the same DPO values
+    recipes = {k: align.load_recipe(k, **ci[f"{k.upper()}_CHANGES"]) for k in ("dpo", "grpo")}
+    assert m["recipes"]["dpo"] == json.loads(json.dumps(dataclasses.asdict(recipes["dpo"])))
+    assert m["recipes"]["grpo"] == json.loads(json.dumps(dataclasses.asdict(recipes["grpo"])))
+    assert (dpo["lr"], dpo["beta"]) == (recipes["dpo"].lr, recipes["dpo"].beta)
+    copy_cell = course.recipe_source(NB_DIR / "05_dpo_and_siblings.ipynb")
+    (literal,) = [
+        ast.literal_eval(node.value)
+        for node in ast.parse(copy_cell).body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "RECIPE"
+    ]
+    yaml_dpo = align.load_recipe("dpo")
+    assert {k: getattr(yaml_dpo, k) for k in literal} == {
+        k: tuple(v) if isinstance(v, list) else v for k, v in literal.items()
+    }, literal
+    assert dpo["steps"] == recipes["dpo"].steps
     assert dpo["margin_first_last"][1] > dpo["margin_first_last"][0], dpo["margin_first_last"]
     assert dpo["accuracy_first_last"][1] > dpo["accuracy_first_last"][0], dpo["accuracy_first_last"]
     # triage validity drops by at most 2 points after DPO
@@ -441,7 +458,12 @@ def check_05(course_dir):
         )
     # GRPO: mean reward rises from the SFT start; from the bare base the groups have no spread
     g = m["grpo"]
-    assert g["steps"] == ci["GRPO_STEPS"]
+    assert g["steps"] == recipes["grpo"].steps
+    assert (g["lr"], g["prompts_per_step"], g["num_generations"]) == (
+        recipes["grpo"].lr,
+        recipes["grpo"].prompts,
+        recipes["grpo"].num_generations,
+    )
     # the pre-flight: every candidate sampled, the band is the tickets it got right sometimes but
     # not always
     pf, k = g["preflight"], g["num_generations"]
@@ -449,7 +471,7 @@ def check_05(course_dir):
     assert pf["band"] == sum(n for c, n in pf["right_counts"].items() if 0 < int(c) < k) > 0, pf
     assert pf["zero_spread_share_before"] == pytest.approx(1 - pf["band"] / pf["candidates"]), pf
     assert (
-        g["fixed_set_size"] == min(pf["band"], ci["GRPO_STEPS"] * g["prompts_per_step"])
+        g["fixed_set_size"] == min(pf["band"], recipes["grpo"].steps * g["prompts_per_step"])
         and g["fixed_set_samples"] >= 4
     ), g
     assert g["fixed_set_reward_after"] > g["fixed_set_reward_before"], (

@@ -89,7 +89,9 @@ def test_a_size_the_data_cannot_supply_fails_naming_the_parameter(param, value):
 SIZE_NAME = re.compile(
     r"^(N_\w+|\w+_STEPS|\w+_EVERY|\w+_PROMPTS|DRAWS|BATCH|FRONTIER_N|\w+_LIMIT)$"
 )  # counts: a size, a step count, prompts per step
-RECIPE_SIZE_FIELDS = {"steps"}
+# a profile's recipe changes (RECIPE_CHANGES, DPO_CHANGES, GRPO_CHANGES): steps, and GRPO's
+# tickets per step
+RECIPE_SIZE_FIELDS = {"steps", "prompts"}
 
 
 def learner_defaults(nb_path) -> dict:
@@ -160,7 +162,7 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
     [
         (0, "FACT_STEPS", 0),  # section 7's fine-tune
         # the reward trend reads the first and last 3 logged steps
-        (4, "GRPO_STEPS", 4),
+        (4, "GRPO_CHANGES", {"steps": 4}),
         (4, "SIBLINGS", ["IPO", "SimPO"]),
         (4, "NOISE_METHODS", ["DPO", "SimPO"]),
         # the sweep compares with the main DPO run saved at that step
