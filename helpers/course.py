@@ -14,10 +14,10 @@ from helpers.runtime import free_path, fresh_dir, repo_root
 from helpers.widgets import HEADLESS_ENV
 
 RECIPE_TAG = "copy-into-project"
-# Cells that define lesson code in the notebook itself (helpers keeps a tested copy of each); a cell
-# run out of context (a try-it cell in the browser test or the widget test) needs them after the
-# setup and parameters.
-DEFINITION_TAGS = ("lora-layer", "samplers", "rewards")
+# Cells that define what later cells use: lesson code in the notebook itself (helpers keeps a tested
+# copy of each) and notebook 05's recipes; a cell run out of context (a try-it cell in the browser
+# test or the widget test) needs them after the setup and parameters.
+DEFINITION_TAGS = ("lora-layer", "samplers", "recipes", "rewards")
 
 
 def notebooks() -> list[Path]:
