@@ -100,12 +100,12 @@ def load_recipe(kind: str, path: str | Path | None = None, **changes) -> DPOReci
     lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
     hints = {f.name: f.type for f in fields(cls)}
     out = {}
-    for source, values in ((raw, raw), (changes, {**raw, **changes})):
-        for name in source:
+    for source in (raw, changes):  # the file's fields first, then the changes over them
+        for name, value in source.items():
             where = f"{path}:{lines[name]}" if source is raw else f"a change to {path.name}"
             if name not in hints:
                 raise RecipeError(f"{where}: unknown field '{name}'; known: {', '.join(hints)}")
-            out[name] = _field_value(values[name], hints[name], where, name)
+            out[name] = _field_value(value, hints[name], where, name)
     missing = [n for n in hints if n not in out]
     if missing:
         raise RecipeError(f"{path}: missing field(s) {', '.join(missing)}")
