@@ -41,6 +41,16 @@ def images(nb_path) -> int:
     )
 
 
+def copy_cell_recipe(stem: str) -> dict:
+    """The `RECIPE = {...}` literal a notebook's copy-into-project cell writes out."""
+    (literal,) = [
+        ast.literal_eval(node.value)
+        for node in ast.parse(course.recipe_source(NB_DIR / f"{stem}.ipynb")).body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "RECIPE"
+    ]
+    return literal
+
+
 def check_01(course_dir):
     m = load_metrics(course_dir, "01_decision_check")
     b = m["baselines"]
@@ -357,12 +367,7 @@ def check_04(course_dir):
         "small": round(0.05 * ci["N_SMALL_SET"]),
     }
     # the copy-into-project cell carries the recipe's values, written in
-    copy_cell = course.recipe_source(NB_DIR / "04_qlora_training.ipynb")
-    (literal,) = [
-        ast.literal_eval(node.value)
-        for node in ast.parse(copy_cell).body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "RECIPE"
-    ]
+    literal = copy_cell_recipe("04_qlora_training")
     assert all(literal[k] == raw[k] for k in literal), literal
     if m["recipe"]["steps"] >= 100:  # the learner's full profile
         assert after["exact_match"] >= FULL_MEASURED_04 and after["json_valid"] >= 0.97, after
@@ -399,12 +404,7 @@ def check_05(course_dir):
     assert m["recipes"]["dpo"] == json.loads(json.dumps(dataclasses.asdict(recipes["dpo"])))
     assert m["recipes"]["grpo"] == json.loads(json.dumps(dataclasses.asdict(recipes["grpo"])))
     assert (dpo["lr"], dpo["beta"]) == (recipes["dpo"].lr, recipes["dpo"].beta)
-    copy_cell = course.recipe_source(NB_DIR / "05_dpo_and_siblings.ipynb")
-    (literal,) = [
-        ast.literal_eval(node.value)
-        for node in ast.parse(copy_cell).body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "RECIPE"
-    ]
+    literal = copy_cell_recipe("05_dpo_and_siblings")
     yaml_dpo = align.load_recipe("dpo")
     assert {k: getattr(yaml_dpo, k) for k in literal} == {
         k: tuple(v) if isinstance(v, list) else v for k, v in literal.items()
