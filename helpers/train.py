@@ -48,6 +48,8 @@ class SFTRecipe:
     eval_steps: int = 0
     # scheduler warmup_stable_decay only: the last N steps (int) or share (float) decay to 0
     decay_steps: int | float = 0
+    # scheduler cosine_with_min_lr only: the cosine ends at this share of lr, not at 0
+    min_lr_rate: float = 0.0
 
     def to_dict(self) -> dict:
         """JSON-friendly view for model cards and metrics."""
@@ -92,6 +94,15 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
         merged["targets"] = tuple(merged["targets"])
     merged["save_steps"] = tuple(merged.get("save_steps", ()))
     recipe = SFTRecipe(**merged)
+    if recipe.scheduler == COSINE_FLOOR and (
+        isinstance(recipe.min_lr_rate, bool)
+        or not isinstance(recipe.min_lr_rate, (int, float))
+        or not 0 < recipe.min_lr_rate < 1
+    ):
+        raise RecipeError(
+            f"{path}: field 'min_lr_rate' must be a share of lr above 0 and below 1 with "
+            f"scheduler {COSINE_FLOOR}, got {recipe.min_lr_rate!r}"
+        )
     if recipe.scheduler == WSD and not 0 < decay_phase(recipe) <= recipe.steps:
         raise RecipeError(
             f"{path}: field 'decay_steps' must give 1..{recipe.steps} steps with "
@@ -102,6 +113,7 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
 
 
 WSD = "warmup_stable_decay"
+COSINE_FLOOR = "cosine_with_min_lr"
 
 
 def decay_phase(recipe: SFTRecipe) -> int:
@@ -111,13 +123,13 @@ def decay_phase(recipe: SFTRecipe) -> int:
 
 
 def scheduler_kwargs(recipe: SFTRecipe) -> dict:
-    """Extra scheduler arguments: warmup-stable-decay holds the lr, then lowers it linearly to 0
-    over decay_steps."""
-    return (
-        {"num_decay_steps": decay_phase(recipe), "decay_type": "linear"}
-        if recipe.scheduler == WSD
-        else {}
-    )
+    """Extra scheduler arguments: warmup-stable-decay's decay length, or the floor a cosine ends
+    on."""
+    if recipe.scheduler == WSD:
+        return {"num_decay_steps": decay_phase(recipe), "decay_type": "linear"}
+    if recipe.scheduler == COSINE_FLOOR:
+        return {"min_lr_rate": recipe.min_lr_rate}
+    return {}
 
 
 def target_modules(recipe: SFTRecipe) -> list[str]:

@@ -65,7 +65,7 @@ def test_warmup_stable_decay_holds_the_lr_then_lowers_it_to_zero(tmp_path):
     )
     assert (
         train.sft_config(
-            train.load_recipe(steps=10), tmp_path, "cpu", dtype="fp32"
+            train.load_recipe(steps=10, scheduler="constant"), tmp_path, "cpu", dtype="fp32"
         ).lr_scheduler_kwargs
         == {}
     )
@@ -82,6 +82,44 @@ def test_warmup_stable_decay_holds_the_lr_then_lowers_it_to_zero(tmp_path):
         == train.expected_args(wsd)["lr_scheduler_kwargs"]
         == {"num_decay_steps": 3, "decay_type": "linear"}
     )
+
+
+def test_cosine_with_a_floor_ends_at_min_lr_rate_times_lr(tmp_path):
+    """The recipe's schedule: a cosine from lr that ends at min_lr_rate x lr, not at 0; the trainer,
+    the expected arguments and the Axolotl export all carry the floor."""
+    from transformers import get_scheduler
+
+    recipe = train.load_recipe(steps=10)
+    assert recipe.scheduler == train.COSINE_FLOOR and recipe.min_lr_rate == 0.1
+    sc = train.sft_config(recipe, tmp_path, "cpu", dtype="fp32")
+    assert sc.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = get_scheduler(
+        sc.lr_scheduler_type,
+        opt,
+        num_warmup_steps=0,
+        num_training_steps=10,
+        scheduler_specific_kwargs=sc.lr_scheduler_kwargs,
+    )
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # the first step at the full lr, then falling every step, down to the floor where the run ends
+    assert lrs[0] == recipe.lr and all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[-1] > 0.1 * recipe.lr
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * recipe.lr)
+    assert (
+        train.from_axolotl(train.axolotl_config(recipe, "m", "d.jsonl"))["lr_scheduler_kwargs"]
+        == train.expected_args(recipe)["lr_scheduler_kwargs"]
+        == {"min_lr_rate": 0.1}
+    )
+    for bad in (0, 1.0, "low", True):
+        with pytest.raises(train.RecipeError, match="field 'min_lr_rate' must be a share of lr"):
+            train.load_recipe(min_lr_rate=bad)
+    # other schedules ignore the floor
+    assert train.scheduler_kwargs(train.load_recipe(scheduler="constant", min_lr_rate=0)) == {}
 
 
 def test_bad_recipe_fields_are_named(tmp_path):
