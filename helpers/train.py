@@ -99,8 +99,9 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
         or not isinstance(recipe.min_lr_rate, (int, float))
         or not 0 < recipe.min_lr_rate < 1
     ):
+        where = "override" if "min_lr_rate" in overrides else path
         raise RecipeError(
-            f"{path}: field 'min_lr_rate' must be a share of lr above 0 and below 1 with "
+            f"{where}: field 'min_lr_rate' must be a share of lr above 0 and below 1 with "
             f"scheduler {COSINE_FLOOR}, got {recipe.min_lr_rate!r}"
         )
     if recipe.scheduler == WSD and not 0 < decay_phase(recipe) <= recipe.steps:

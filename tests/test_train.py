@@ -116,7 +116,9 @@ def test_cosine_with_a_floor_ends_at_min_lr_rate_times_lr(tmp_path):
         == {"min_lr_rate": 0.1}
     )
     for bad in (0, 1.0, "low", True):
-        with pytest.raises(train.RecipeError, match="field 'min_lr_rate' must be a share of lr"):
+        with pytest.raises(
+            train.RecipeError, match="^override: field 'min_lr_rate' must be a share of lr"
+        ):
             train.load_recipe(min_lr_rate=bad)
     # other schedules ignore the floor
     assert train.scheduler_kwargs(train.load_recipe(scheduler="constant", min_lr_rate=0)) == {}
