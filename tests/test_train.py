@@ -33,33 +33,36 @@ def test_recipe_file_is_the_single_source():
     assert not recipe.four_bit("cpu") and recipe.four_bit("cuda")  # "auto": QLoRA on CUDA only
 
 
-def test_warmup_stable_decay_holds_the_lr_then_lowers_it_to_zero(tmp_path):
-    """The schedule a run ends on: constant lr, then a linear fall to 0 over the last decay_steps
-    (a share or a count)."""
+def scheduled_lrs(sc) -> tuple[list[float], float]:
+    """The lr at each of a config's max_steps under its scheduler (no warmup), and the lr after the
+    last step."""
     from transformers import get_scheduler
 
-    recipe = train.load_recipe(steps=10, scheduler="warmup_stable_decay", decay_steps=0.2)
-    sc = train.sft_config(recipe, tmp_path, "cpu", dtype="fp32")
-    assert sc.lr_scheduler_kwargs == {"num_decay_steps": 2, "decay_type": "linear"}
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=sc.learning_rate)
     sched = get_scheduler(
         sc.lr_scheduler_type,
         opt,
         num_warmup_steps=0,
-        num_training_steps=10,
+        num_training_steps=sc.max_steps,
         scheduler_specific_kwargs=sc.lr_scheduler_kwargs,
     )
     lrs = []
-    for _ in range(10):
+    for _ in range(sc.max_steps):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
+    return lrs, opt.param_groups[0]["lr"]
+
+
+def test_warmup_stable_decay_holds_the_lr_then_lowers_it_to_zero(tmp_path):
+    """The schedule a run ends on: constant lr, then a linear fall to 0 over the last decay_steps
+    (a share or a count)."""
+    recipe = train.load_recipe(steps=10, scheduler="warmup_stable_decay", decay_steps=0.2)
+    sc = train.sft_config(recipe, tmp_path, "cpu", dtype="fp32")
+    assert sc.lr_scheduler_kwargs == {"num_decay_steps": 2, "decay_type": "linear"}
+    lrs, end_lr = scheduled_lrs(sc)
     # steps 1-9 at the full lr, step 10 at half of it, and 0 where the run ends
-    assert (
-        lrs[:9] == [recipe.lr] * 9
-        and lrs[9] == pytest.approx(recipe.lr / 2)
-        and opt.param_groups[0]["lr"] == 0
-    )
+    assert lrs[:9] == [recipe.lr] * 9 and lrs[9] == pytest.approx(recipe.lr / 2) and end_lr == 0
     assert (
         train.axolotl_config(recipe, "m", "d.jsonl")["lr_scheduler_kwargs"]["num_decay_steps"] == 2
     )
@@ -87,29 +90,15 @@ def test_warmup_stable_decay_holds_the_lr_then_lowers_it_to_zero(tmp_path):
 def test_cosine_with_a_floor_ends_at_min_lr_rate_times_lr(tmp_path):
     """The recipe's schedule: a cosine from lr that ends at min_lr_rate x lr, not at 0; the trainer,
     the expected arguments and the Axolotl export all carry the floor."""
-    from transformers import get_scheduler
-
     recipe = train.load_recipe(steps=10)
     assert recipe.scheduler == train.COSINE_FLOOR and recipe.min_lr_rate == 0.1
     sc = train.sft_config(recipe, tmp_path, "cpu", dtype="fp32")
     assert sc.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
-    sched = get_scheduler(
-        sc.lr_scheduler_type,
-        opt,
-        num_warmup_steps=0,
-        num_training_steps=10,
-        scheduler_specific_kwargs=sc.lr_scheduler_kwargs,
-    )
-    lrs = []
-    for _ in range(10):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    lrs, end_lr = scheduled_lrs(sc)
     # the first step at the full lr, then falling every step, down to the floor where the run ends
     assert lrs[0] == recipe.lr and all(a > b for a, b in zip(lrs, lrs[1:]))
     assert lrs[-1] > 0.1 * recipe.lr
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * recipe.lr)
+    assert end_lr == pytest.approx(0.1 * recipe.lr)
     assert (
         train.from_axolotl(train.axolotl_config(recipe, "m", "d.jsonl"))["lr_scheduler_kwargs"]
         == train.expected_args(recipe)["lr_scheduler_kwargs"]
