@@ -7,7 +7,9 @@ Every arm trains the same LoRA adapter (the recipe's rank, alpha and targets) on
 curated rows, each arm in its own process so that peak RSS is its own. For each arm it prints
 examples/s, non-pad tokens/s, the padding share, peak RSS, and model FLOP utilisation (MFU) against
 this machine's own matmul peak in the arm's dtype (fp32, or bf16 where the CPU has bf16 units),
-measured by this script in the same run. Then it prints the ratios. Seconds drift on a shared
+measured by this script in the same run. Where the recipe trains in bf16 on a CPU, one more arm
+trains it with plain SDPA attention, to price the course's attention switch
+(runtime.attention_impl). Then it prints the ratios. Seconds drift on a shared
 machine; the ratios, taken minutes apart in one run, are what to read.
 
 Model FLOPs per non-pad token are counted for what LoRA training really computes: a forward (2 FLOPs
@@ -80,6 +82,14 @@ def arms(recipe: train.SFTRecipe) -> dict[str, dict]:
     }
     if runtime.compute_dtype("cpu", "auto")[0] == "fp32":
         del found["course recipe, fp32"]  # the recipe already runs in fp32 here
+    elif runtime.attention_impl("cpu", "bf16") != "sdpa":
+        # the recipe's attention against plain SDPA, whose flash kernel also runs the backward
+        found["course recipe, plain SDPA attention"] = {
+            "config": "recipe",
+            "system": recipe.system_prompt,
+            "dtype": "auto",
+            "attn": "sdpa",
+        }
     return found
 
 
@@ -98,6 +108,8 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
     spec = arms(recipe)[name]
     rows = data.read_jsonl(rows_path)[0]
     model, tok = train.load_for_training(models.resolve(models.OFFLINE_PRESET), recipe, rt.device)
+    if spec.get("attn"):
+        model.set_attn_implementation(spec["attn"])
     ordered = rows if spec["config"] == "trl" else train.training_rows(rows, recipe)
     dataset = train.to_dataset(ordered, spec["system"])
     if spec["config"] == "trl":  # TRL's defaults, plus only what a CPU run must set
@@ -150,6 +162,7 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
         "sampling": str(args.train_sampling_strategy),
         "threads": rt.threads,
         "dtype": "bf16" if getattr(args, "bf16", False) else "fp32",
+        "attention": model.config._attn_implementation,
     }
 
 
@@ -199,7 +212,7 @@ def main(argv: list[str]) -> int:
         res["mfu"] = res["tokens_per_s"] * res["flops_per_token"] / (peaks[res["dtype"]] * 1e9)
         results.append(res)
         print(
-            f"{name:34s} {res['examples_per_s']:5.2f} ex/s  {res['tokens_per_s']:6.0f} tok/s  "
+            f"{name:36s} {res['examples_per_s']:5.2f} ex/s  {res['tokens_per_s']:6.0f} tok/s  "
             f"padding {res['padding_share']:5.1%}  peak RSS {res['peak_rss_gb']:.2f} GB  MFU "
             f"{res['mfu']:5.1%}  "
             f"({res['dtype']}, batch {res['batch']}, {res['sampling']}, checkpointing "
@@ -220,6 +233,12 @@ def main(argv: list[str]) -> int:
             f"course recipe in bf16 autocast / in fp32: "
             f"{ours['examples_per_s'] / by_name['course recipe, fp32']['examples_per_s']:.2f}x "
             "examples/s"
+        )
+    if "course recipe, plain SDPA attention" in by_name:
+        plain = by_name["course recipe, plain SDPA attention"]["examples_per_s"]
+        print(
+            f"course recipe ({ours['attention']}) / plain SDPA attention: "
+            f"{ours['examples_per_s'] / plain:.2f}x examples/s"
         )
     label_list = by_name["course recipe, label-list prompt"]["examples_per_s"]
     print(

@@ -129,6 +129,38 @@ def compute_dtype(
     return "fp32", f"fp32: this CPU has no bf16 units ({' / '.join(BF16_FLAGS)})"
 
 
+# transformers' SDPA attention, registered under this name with PyTorch's math kernel wherever
+# gradients flow (see attention_impl)
+TRAIN_SDPA = "sdpa_math_when_training"
+
+
+def _sdpa_math_when_training(module, query, key, value, attention_mask, **kwargs):
+    """SDPA attention that takes PyTorch's math kernel when gradients are on, its default
+    kernel (flash) otherwise."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if not torch.is_grad_enabled():
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    with sdpa_kernel([SDPBackend.MATH]):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def attention_impl(device: str, dtype: str) -> str:
+    """The attn_implementation to train with: on a CPU under bf16 autocast, SDPA with the math
+    kernel for the steps that backpropagate (the flash kernel's bf16 backward is slow there:
+    bench/sft_throughput.py), else plain 'sdpa'."""
+    if device != "cpu" or dtype != "bf16":
+        return "sdpa"
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(TRAIN_SDPA, _sdpa_math_when_training)
+    AttentionMaskInterface.register(TRAIN_SDPA, sdpa_mask)
+    return TRAIN_SDPA
+
+
 def int8_dynamic_modules(model) -> int:
     """How many of the model's modules are torch.ao dynamic-int8 Linears (their kernels take fp32
     activations only)."""

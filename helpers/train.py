@@ -339,14 +339,17 @@ def sampler_for(recipe: SFTRecipe) -> str:
     return "sequential" if recipe.sampling == "length_buckets" else recipe.sampling
 
 
-def load_for_training(model_dir: str, recipe: SFTRecipe, device: str):
+def load_for_training(model_dir: str, recipe: SFTRecipe, device: str, dtype: str | None = None):
     """(model, tokenizer): NF4 base via bitsandbytes when the recipe says 4-bit here (fp32
-    compute on CPU), else full precision."""
+    compute on CPU), else full precision; the attention that trains fastest in `dtype`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    from helpers.runtime import attention_impl, compute_dtype
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     compute = torch.float32 if device == "cpu" else torch.bfloat16
-    kwargs = {"dtype": compute}
+    attn = attention_impl(device, dtype or compute_dtype(device)[0])
+    kwargs = {"dtype": compute, "attn_implementation": attn}
     four_bit = recipe.four_bit(device)
     if four_bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(

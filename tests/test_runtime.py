@@ -270,3 +270,60 @@ def test_row_batches_are_balanced_and_cover_every_row_once():
         assert max(map(len, spans)) - min(map(len, spans)) <= max(map(len, spans)) // 2 + 1, spans
     with pytest.raises(ValueError, match="at least|>= 1"):
         runtime.row_batches(5, 0)
+
+
+def test_training_attention_takes_the_math_kernel_only_under_grad_and_matches_sdpa(monkeypatch):
+    """On a CPU under bf16 autocast the course trains with SDPA whose flash kernel is switched
+    off wherever gradients flow (its bf16 backward is the slow one) and left on for no-grad
+    forwards such as generation; loss and gradients match plain SDPA's within bf16 rounding.
+    Everywhere else it is plain 'sdpa'."""
+    import copy
+
+    import torch
+    import transformers.integrations.sdpa_attention as sa
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    assert runtime.attention_impl("cpu", "fp32") == "sdpa"
+    assert runtime.attention_impl("cuda", "bf16") == "sdpa"
+    name = runtime.attention_impl("cpu", "bf16")
+    assert name == runtime.TRAIN_SDPA
+    seen = []
+    real = sa.sdpa_attention_forward
+
+    def spy(*args, **kwargs):
+        seen.append((torch.is_grad_enabled(), torch.backends.cuda.flash_sdp_enabled()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sa, "sdpa_attention_forward", spy)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        attn_implementation="sdpa",
+    )
+    plain = LlamaForCausalLM(cfg)
+    ours = copy.deepcopy(plain)
+    ours.set_attn_implementation(name)
+    ids = torch.randint(0, 64, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # a left-padded row, so the mask is in play
+    result = {}
+    for label, model in (("sdpa", plain), ("ours", ours)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+        result[label] = (loss.item(), grads)
+    assert seen == [(True, False)] * 2  # one call a layer, flash off under grad
+    assert result["ours"][0] == pytest.approx(result["sdpa"][0], abs=0.02)
+    cos = torch.nn.functional.cosine_similarity(result["ours"][1], result["sdpa"][1], dim=0)
+    assert cos > 0.999
+    seen.clear()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ours(input_ids=ids, attention_mask=mask)
+    assert seen == [(False, True)] * 2  # no gradients: the default kernels
