@@ -126,13 +126,9 @@ def policy(base_dir: str, adapter_dir: str | Path, trainable: bool = True):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from helpers.runtime import attention_impl, compute_dtype, fast_generate
+    from helpers.runtime import fast_generate
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    attn = attention_impl(device, compute_dtype(device)[0])
-    base = AutoModelForCausalLM.from_pretrained(
-        base_dir, dtype=torch.float32, attn_implementation=attn
-    )
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     # fast rollouts
     return fast_generate(PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable))
 

@@ -567,31 +567,47 @@ def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None):
     return model, tok
 
 
-def average_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Path:
-    """Save the uniform average of saved LoRA adapters' weights (checkpoints of one run) as a new
+def running_average(start: int):
+    """A TrainerCallback that keeps the running mean of the trainable (adapter) weights over every
+    step from `start` on (stochastic weight averaging); `.save(model, dir)` writes that mean as an
     adapter folder."""
-    from safetensors.torch import load_file, save_file
+    from transformers import TrainerCallback
 
-    dirs = [Path(d) for d in adapter_dirs]
-    if not dirs:
-        raise ValueError("average_adapters: no adapter folders given")
-    states = [load_file(str(d / "adapter_model.safetensors")) for d in dirs]
-    for d, state in zip(dirs[1:], states[1:]):
-        if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in states[0].items()}:
-            raise ValueError(
-                f"{d}: its adapter weights differ in names or shapes from "
-                f"{dirs[0]}'s; "
-                "only checkpoints of one run (one LoRA config) can be averaged"
-            )
-    mean = {
-        k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype)
-        for k in states[0]
-    }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(mean, str(out / "adapter_model.safetensors"))
-    (out / "adapter_config.json").write_text((dirs[0] / "adapter_config.json").read_text())
-    return out
+    class RunningAverage(TrainerCallback):
+        def __init__(self) -> None:
+            self.mean: dict[str, torch.Tensor] = {}
+            self.steps: list[int] = []
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step < start:
+                return
+            self.steps.append(state.global_step)
+            for name, p in model.named_parameters():
+                if p.requires_grad:
+                    w = p.detach().float()
+                    if name in self.mean:
+                        self.mean[name].add_(w - self.mean[name], alpha=1 / len(self.steps))
+                    else:
+                        self.mean[name] = w.clone()
+
+        def save(self, model, out_dir: str | Path) -> Path:
+            """Save the mean as `model`'s adapter in out_dir, then put the model's own weights
+            back."""
+            if not self.steps:
+                raise ValueError(
+                    f"running_average: training never reached step {start}, so nothing was averaged"
+                )
+            params = dict(model.named_parameters())
+            own = {k: params[k].detach().clone() for k in self.mean}
+            with torch.no_grad():
+                for k, w in self.mean.items():
+                    params[k].copy_(w.to(params[k].dtype))
+                model.save_pretrained(str(out_dir))
+                for k, w in own.items():
+                    params[k].copy_(w)
+            return Path(out_dir)
+
+    return RunningAverage()
 
 
 def model_card(

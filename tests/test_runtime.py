@@ -273,19 +273,23 @@ def test_row_batches_are_balanced_and_cover_every_row_once():
 
 
 def test_training_attention_takes_the_math_kernel_only_under_grad_and_matches_sdpa(monkeypatch):
-    """On a CPU under bf16 autocast the course trains with SDPA whose flash kernel is switched
-    off wherever gradients flow (its bf16 backward is the slow one) and left on for no-grad
-    forwards such as generation; loss and gradients match plain SDPA's within bf16 rounding.
-    Everywhere else it is plain 'sdpa'."""
+    """With WORKBOOK_ATTENTION=math-when-training, on a CPU under bf16 autocast, training uses
+    SDPA whose flash kernel is off wherever gradients flow (its bf16 backward is the slow one) and
+    on for no-grad forwards such as generation; loss and gradients match plain SDPA's within bf16
+    rounding. Everywhere else, and by default, it is plain 'sdpa'."""
     import copy
 
     import torch
     import transformers.integrations.sdpa_attention as sa
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    assert runtime.attention_impl("cpu", "fp32") == "sdpa"
-    assert runtime.attention_impl("cuda", "bf16") == "sdpa"
-    name = runtime.attention_impl("cpu", "bf16")
+    switch = "math-when-training"
+    assert runtime.attention_impl("cpu", "bf16", "sdpa") == "sdpa"  # the default
+    assert runtime.attention_impl("cpu", "fp32", switch) == "sdpa"
+    assert runtime.attention_impl("cuda", "bf16", switch) == "sdpa"
+    with pytest.raises(ValueError, match="WORKBOOK_ATTENTION='flash'"):
+        runtime.attention_impl("cpu", "bf16", "flash")
+    name = runtime.attention_impl("cpu", "bf16", switch)
     assert name == runtime.TRAIN_SDPA
     seen = []
     real = sa.sdpa_attention_forward

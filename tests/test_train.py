@@ -473,39 +473,46 @@ def test_triage_adapter_trains_a_small_one_when_04_is_missing(
     assert "missing: training a small one now (2 steps" in capsys.readouterr().out
 
 
-def test_average_adapters_is_the_elementwise_mean_and_refuses_other_runs(tmp_path):
+def test_running_average_is_the_mean_of_every_step_from_start_and_saves_as_an_adapter(tmp_path):
+    """The callback averages the trainable weights over the steps from `start` on, writes that
+    mean as a loadable adapter, leaves the model's own weights as they were, and refuses to save
+    a run that never reached `start`."""
+    from types import SimpleNamespace
+
     import torch
-    from safetensors.torch import load_file, save_file
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file
 
     from helpers import train
 
-    gen = torch.Generator().manual_seed(0)
-    dirs = []
-    for i in range(3):
-        d = tmp_path / f"checkpoint-{i}"
-        d.mkdir()
-        save_file(
-            {
-                "a.lora_A.weight": torch.randn(4, 8, generator=gen),
-                "a.lora_B.weight": torch.randn(8, 4, generator=gen),
-            },
-            str(d / "adapter_model.safetensors"),
-        )
-        (d / "adapter_config.json").write_text('{"r": 4}')
-        dirs.append(d)
-    out = train.average_adapters(dirs, tmp_path / "avg")
-    got = load_file(str(out / "adapter_model.safetensors"))
-    parts = [load_file(str(d / "adapter_model.safetensors")) for d in dirs]
-    for k in got:
-        assert torch.allclose(got[k], (parts[0][k] + parts[1][k] + parts[2][k]) / 3, atol=1e-6)
-    assert (out / "adapter_config.json").read_text() == '{"r": 4}'
-    other = tmp_path / "other-run"
-    other.mkdir()
-    save_file({"a.lora_A.weight": torch.zeros(8, 8)}, str(other / "adapter_model.safetensors"))
-    with pytest.raises(ValueError, match="other-run.*differ in names or shapes"):
-        train.average_adapters([dirs[0], other], tmp_path / "bad")
-    with pytest.raises(ValueError, match="no adapter folders"):
-        train.average_adapters([], tmp_path / "none")
+    torch.manual_seed(0)
+    model = get_peft_model(tiny_llama(32), LoraConfig(r=2, target_modules=["q_proj"]))
+    lora = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    avg, seen = train.running_average(start=3), []
+    for step in range(1, 6):
+        with torch.no_grad():
+            for p in lora.values():
+                p.add_(torch.randn_like(p))  # an optimizer step
+        if step >= 3:
+            seen.append({n: p.detach().clone() for n, p in lora.items()})
+        avg.on_step_end(None, SimpleNamespace(global_step=step), None, model=model)
+    assert avg.steps == [3, 4, 5]
+    last = {n: p.detach().clone() for n, p in lora.items()}
+    out = avg.save(model, tmp_path / "swa")
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    assert len(saved) == len(lora) > 0
+    for name, p in lora.items():
+        want = sum(s[name] for s in seen) / 3
+        assert torch.allclose(saved[name.replace(".default", "")], want, atol=1e-6), name
+        assert torch.equal(p, last[name])  # the model keeps its own final weights
+    reloaded = dict(PeftModel.from_pretrained(tiny_llama(32), str(out)).named_parameters())
+    for name in lora:
+        want = sum(s[name] for s in seen) / 3
+        assert torch.allclose(reloaded[name], want, atol=1e-6), name
+    never = train.running_average(start=10)
+    never.on_step_end(None, SimpleNamespace(global_step=5), None, model=model)
+    with pytest.raises(ValueError, match="never reached step 10"):
+        never.save(model, tmp_path / "none")
 
 
 def test_step_profile_sorts_each_op_into_its_part():
