@@ -89,7 +89,7 @@ def arms(recipe: train.SFTRecipe) -> dict[str, dict]:
             "config": "recipe",
             "system": recipe.system_prompt,
             "dtype": "auto",
-            "attn": runtime.attention_impl("cpu", "bf16", "math-when-training"),
+            "attention": "math-when-training",
         }
     return found
 
@@ -109,8 +109,6 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
     spec = arms(recipe)[name]
     rows = data.read_jsonl(rows_path)[0]
     model, tok = train.load_for_training(models.resolve(models.OFFLINE_PRESET), recipe, rt.device)
-    if spec.get("attn"):
-        model.set_attn_implementation(spec["attn"])
     ordered = rows if spec["config"] == "trl" else train.training_rows(rows, recipe)
     dataset = train.to_dataset(ordered, spec["system"])
     if spec["config"] == "trl":  # TRL's defaults, plus only what a CPU run must set
@@ -198,7 +196,12 @@ def main(argv: list[str]) -> int:
     )
     results = []
     for name, spec in arms(train.load_recipe()).items():
-        env = dict(os.environ, WORKBOOK_DTYPE=spec["dtype"])
+        # each arm's dtype and attention through the course's own switches
+        env = dict(
+            os.environ,
+            WORKBOOK_DTYPE=spec["dtype"],
+            WORKBOOK_ATTENTION=spec.get("attention", "sdpa"),
+        )
         proc = subprocess.run(
             [sys.executable, __file__, "--arm", name, "--steps", str(a.steps), "--out", str(out)],
             capture_output=True,

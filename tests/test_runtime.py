@@ -137,24 +137,31 @@ def test_setup_prints_one_line_when_bf16_is_missing(monkeypatch, capsys):
     runtime.set_threads()
 
 
-def _tiny_lora_model():
-    """A tiny random Llama with a LoRA adapter whose B is non-zero (so the fold is visible)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _tiny_llama_config(**sizes):
+    """A 2-layer random Llama's config (64-word vocabulary, 4 heads over 2 KV heads), with the
+    given widths and options."""
+    from transformers import LlamaConfig
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
+    return LlamaConfig(
         vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=64,
+        **sizes,
     )
+
+
+def _tiny_lora_model():
+    """A tiny random Llama with a LoRA adapter whose B is non-zero (so the fold is visible)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
     model = get_peft_model(
-        LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
+        LlamaForCausalLM(_tiny_llama_config(hidden_size=32, intermediate_size=64)),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
     )
     for name, p in model.named_parameters():
         if "lora_B" in name:
@@ -281,7 +288,7 @@ def test_training_attention_takes_the_math_kernel_only_under_grad_and_matches_sd
 
     import torch
     import transformers.integrations.sdpa_attention as sa
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     switch = "math-when-training"
     assert runtime.attention_impl("cpu", "bf16", "sdpa") == "sdpa"  # the default
@@ -300,17 +307,9 @@ def test_training_attention_takes_the_math_kernel_only_under_grad_and_matches_sd
 
     monkeypatch.setattr(sa, "sdpa_attention_forward", spy)
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=64,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        attn_implementation="sdpa",
+    plain = LlamaForCausalLM(
+        _tiny_llama_config(hidden_size=64, intermediate_size=128, attn_implementation="sdpa")
     )
-    plain = LlamaForCausalLM(cfg)
     ours = copy.deepcopy(plain)
     ours.set_attn_implementation(name)
     ids = torch.randint(0, 64, (3, 12))
