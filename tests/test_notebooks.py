@@ -473,7 +473,7 @@ def check_05(course_dir):
     assert pf["zero_spread_share_before"] == pytest.approx(1 - pf["band"] / pf["candidates"]), pf
     assert (
         g["fixed_set_size"] == min(pf["band"], recipes["grpo"].steps * g["prompts_per_step"])
-        and g["fixed_set_samples"] >= 4
+        and g["fixed_set_samples"] >= 8
     ), g
     assert g["fixed_set_reward_after"] > g["fixed_set_reward_before"], (
         g["fixed_set_reward_before"],
