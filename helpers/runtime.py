@@ -148,11 +148,12 @@ def _sdpa_math_when_training(module, query, key, value, attention_mask, **kwargs
 
 
 def attention_impl(device: str, dtype: str, choice: str | None = None) -> str:
-    """The attn_implementation to train with: plain 'sdpa' unless `choice` (default
-    $WORKBOOK_ATTENTION) is 'math-when-training', which on a CPU under bf16 autocast gives SDPA with
-    the math kernel for the steps that backpropagate (the flash kernel's bf16 backward is slow
-    there: bench/sft_throughput.py prices it)."""
-    choice = choice if choice is not None else os.environ.get("WORKBOOK_ATTENTION", "sdpa")
+    """The attn_implementation to train with: on a CPU under bf16 autocast, SDPA with the math
+    kernel for the steps that backpropagate (the flash kernel's bf16 backward is slow there:
+    bench/sft_throughput.py prices it), plain 'sdpa' elsewhere or when `choice` (default
+    $WORKBOOK_ATTENTION) is 'sdpa'."""
+    if choice is None:
+        choice = os.environ.get("WORKBOOK_ATTENTION", "math-when-training")
     if choice not in ("sdpa", "math-when-training"):
         raise ValueError(f"WORKBOOK_ATTENTION={choice!r}: use 'sdpa' or 'math-when-training'")
     if choice == "sdpa" or device != "cpu" or dtype != "bf16":

@@ -342,7 +342,7 @@ def sampler_for(recipe: SFTRecipe) -> str:
 def load_for_training(model_dir: str, recipe: SFTRecipe, device: str, dtype: str | None = None):
     """(model, tokenizer): NF4 base via bitsandbytes when the recipe says 4-bit here (fp32
     compute on CPU), else full precision; attention as runtime.attention_impl picks for `dtype`
-    (plain SDPA unless $WORKBOOK_ATTENTION opts in to the math kernel)."""
+    (the math kernel under grad on a bf16 CPU unless $WORKBOOK_ATTENTION=sdpa)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     from helpers.runtime import attention_impl, compute_dtype

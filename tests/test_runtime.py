@@ -280,10 +280,10 @@ def test_row_batches_are_balanced_and_cover_every_row_once():
 
 
 def test_training_attention_takes_the_math_kernel_only_under_grad_and_matches_sdpa(monkeypatch):
-    """With WORKBOOK_ATTENTION=math-when-training, on a CPU under bf16 autocast, training uses
-    SDPA whose flash kernel is off wherever gradients flow (its bf16 backward is the slow one) and
-    on for no-grad forwards such as generation; loss and gradients match plain SDPA's within bf16
-    rounding. Everywhere else, and by default, it is plain 'sdpa'."""
+    """By default (WORKBOOK_ATTENTION=math-when-training), on a CPU under bf16 autocast, training
+    uses SDPA whose flash kernel is off wherever gradients flow (its bf16 backward is the slow one)
+    and on for no-grad forwards such as generation; loss and gradients match plain SDPA's within
+    bf16 rounding. Everywhere else, and with WORKBOOK_ATTENTION=sdpa, it is plain 'sdpa'."""
     import copy
 
     import torch
@@ -291,7 +291,9 @@ def test_training_attention_takes_the_math_kernel_only_under_grad_and_matches_sd
     from transformers import LlamaForCausalLM
 
     switch = "math-when-training"
-    assert runtime.attention_impl("cpu", "bf16", "sdpa") == "sdpa"  # the default
+    assert runtime.attention_impl("cpu", "bf16", "sdpa") == "sdpa"  # the opt-out
+    monkeypatch.delenv("WORKBOOK_ATTENTION", raising=False)
+    assert runtime.attention_impl("cpu", "bf16") == runtime.TRAIN_SDPA  # the default
     assert runtime.attention_impl("cpu", "fp32", switch) == "sdpa"
     assert runtime.attention_impl("cuda", "bf16", switch) == "sdpa"
     with pytest.raises(ValueError, match="WORKBOOK_ATTENTION='flash'"):
