@@ -509,17 +509,13 @@ def check_05(course_dir):
     ]
     assert rc["SFT"]["no_upsell"] < 1.0, rc  # the SFT model copied the bot's upsell
     assert rc["DPO"]["no_upsell"] >= rc["SFT"]["no_upsell"], rc
-    # issue 19's target: DPO beats SFT on reply win rate, >= 58% at CI budget. Last, so every check
-    # above runs. One CI run on the AVX2 EPYC measured 62.5% over 24 prompts (one prompt is 4
-    # points), so a miss on another processor's rounding is reported as XFAIL with the number and
-    # each check's pass rate, not hidden.
-    if m["reply_win_rate_dpo_vs_sft"] < 0.58:
-        pytest.xfail(
-            "issue 19 target (DPO beats SFT on replies, >= 58% in CI) not reached: win "
-            "rate "
-            f"{m['reply_win_rate_dpo_vs_sft']:.1%} over {m['n_reply_eval']} prompts; pass "
-            f"rates {rc}"
-        )
+    # issue 19's target: DPO beats SFT on reply win rate, >= 58% at CI budget (14 of 24 prompts;
+    # one prompt is 4 points). Since stage 1 trains at lr 1e-3, five CI-size runs from four
+    # notebook-04 adapters measured 62.5-70.8% (LEDGER), so this is asserted, not XFAIL
+    assert m["reply_win_rate_dpo_vs_sft"] >= 0.58, (
+        f"DPO beat SFT on {m['reply_win_rate_dpo_vs_sft']:.1%} of {m['n_reply_eval']} reply "
+        f"prompts (issue 19: >= 58% in CI); pass rates {rc}"
+    )
 
 
 def check_06(course_dir):
