@@ -195,6 +195,10 @@ def check_04(course_dir):
 
     m = load_metrics(course_dir, "04_qlora_training")
     run = runtime.latest_run(course_dir, "04_qlora_training")
+    # the model trained with the attention runtime.attention_impl picks for this processor and dtype
+    env = m["environment"]
+    if env["backend"] == "PEFT+TRL":
+        assert m["attention"] == runtime.attention_impl(env["device"], env["dtype"]), m["attention"]
     assert m["nf4_levels_vs_bnb"] < 1e-6 and m["nf4_roundtrip_vs_bnb"] < 1e-5
     e = m["quant_errors"]
     assert (
