@@ -7,10 +7,11 @@ Every arm trains the same LoRA adapter (the recipe's rank, alpha and targets) on
 curated rows, each arm in its own process so that peak RSS is its own. For each arm it prints
 examples/s, non-pad tokens/s, the padding share, peak RSS, and model FLOP utilisation (MFU) against
 this machine's own matmul peak in the arm's dtype (fp32, or bf16 where the CPU has bf16 units),
-measured by this script in the same run. Where the recipe trains in bf16 on a CPU, one more arm
-trains it with SDPA's math kernel wherever gradients flow (WORKBOOK_ATTENTION=math-when-training,
-runtime.attention_impl), to price that switch. Then it prints the ratios. Seconds drift on a shared
-machine; the ratios, taken minutes apart in one run, are what to read.
+measured by this script in the same run. The recipe's arms train as the course does by default:
+on a bf16 CPU, SDPA's math kernel wherever gradients flow (runtime.attention_impl); TRL's arm keeps
+plain SDPA, TRL's own. Where the recipe trains in bf16 on a CPU, one more arm trains it with plain
+SDPA (WORKBOOK_ATTENTION=sdpa), to price that switch. Then it prints the ratios. Seconds drift on
+a shared machine; the ratios, taken minutes apart in one run, are what to read.
 
 Model FLOPs per non-pad token are counted for what LoRA training really computes: a forward (2 FLOPs
 per weight) and a backward to the activations (2 more) through every frozen linear layer, the LM
@@ -63,11 +64,17 @@ def flops_per_token(model, loss_share: float, lora_params: int) -> float:
 
 
 def arms(recipe: train.SFTRecipe) -> dict[str, dict]:
-    """name -> how the arm differs: TRL defaults (same data, same adapter), the course's recipe
-    in its own dtype (bf16 autocast where the CPU has bf16 units), the recipe forced to fp32
-    (only where that differs), the label-list prompt."""
+    """name -> how the arm differs: TRL defaults (same data, same adapter, plain SDPA), the
+    course's recipe in its own dtype (bf16 autocast where the CPU has bf16 units) and attention,
+    the recipe forced to fp32 (only where that differs), the label-list prompt, the recipe with
+    plain SDPA (only where the attention switch applies)."""
     found = {
-        "TRL defaults": {"config": "trl", "system": recipe.system_prompt, "dtype": "fp32"},
+        "TRL defaults": {
+            "config": "trl",
+            "system": recipe.system_prompt,
+            "dtype": "fp32",
+            "attention": "sdpa",
+        },
         "course recipe": {"config": "recipe", "system": recipe.system_prompt, "dtype": "auto"},
         "course recipe, fp32": {
             "config": "recipe",
@@ -83,13 +90,13 @@ def arms(recipe: train.SFTRecipe) -> dict[str, dict]:
     if runtime.compute_dtype("cpu", "auto")[0] == "fp32":
         del found["course recipe, fp32"]  # the recipe already runs in fp32 here
     else:
-        # the recipe with SDPA's math kernel wherever gradients flow, against plain SDPA (whose
-        # flash kernel also runs the backward)
-        found["course recipe, math-kernel attention"] = {
+        # the recipe with plain SDPA, whose flash kernel also runs the backward, against the
+        # course's math kernel wherever gradients flow
+        found["course recipe, plain SDPA attention"] = {
             "config": "recipe",
             "system": recipe.system_prompt,
             "dtype": "auto",
-            "attention": "math-when-training",
+            "attention": "sdpa",
         }
     return found
 
@@ -200,7 +207,7 @@ def main(argv: list[str]) -> int:
         env = dict(
             os.environ,
             WORKBOOK_DTYPE=spec["dtype"],
-            WORKBOOK_ATTENTION=spec.get("attention", "sdpa"),
+            WORKBOOK_ATTENTION=spec.get("attention", "math-when-training"),
         )
         proc = subprocess.run(
             [sys.executable, __file__, "--arm", name, "--steps", str(a.steps), "--out", str(out)],
@@ -238,11 +245,11 @@ def main(argv: list[str]) -> int:
             f"{ours['examples_per_s'] / by_name['course recipe, fp32']['examples_per_s']:.2f}x "
             "examples/s"
         )
-    if "course recipe, math-kernel attention" in by_name:
-        switch = by_name["course recipe, math-kernel attention"]["examples_per_s"]
+    if "course recipe, plain SDPA attention" in by_name:
+        plain = by_name["course recipe, plain SDPA attention"]["examples_per_s"]
         print(
-            f"math-kernel attention / the course recipe's plain SDPA: "
-            f"{switch / ours['examples_per_s']:.2f}x examples/s"
+            f"course recipe ({ours['attention']}) / plain SDPA attention: "
+            f"{ours['examples_per_s'] / plain:.2f}x examples/s"
         )
     label_list = by_name["course recipe, label-list prompt"]["examples_per_s"]
     print(
