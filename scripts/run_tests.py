@@ -13,8 +13,9 @@ two.
 
   phase 1  notebook 01   ||  notebooks 02, 03, copy cells 01-03, the two-process training test
   phase 2  notebook 04                                                        (2 threads)
-  phase 3  notebook 05   ||  notebook 07, the other unit tests, copy cells 04-08
-  phase 4  notebook 06, widget tests, browser test  ||  notebook 08
+  phase 3  notebook 05                                                        (2 threads)
+  phase 4  notebook 06, widget tests, browser test, notebook 07  ||  notebook 08, copy cells
+           04-08, the other unit tests
 
 The browser test of the sliders (scripts/ui_test.py, `make ui-test`) runs in phase 4 only where
 WORKBOOK_UI_TEST=1 (.ci/run sets it): it needs Chromium, which a learner's `make test` should not
@@ -22,7 +23,10 @@ install. It reads notebook 06's slider data and fits beside 08 (measured 44-51 s
 suite, when it ran after everything).
 
 The critical path is 01 -> 04 -> 05 -> 08, so whatever reads no notebook's output (the copy cells
-run standalone, the unit tests) fills the lane beside 01 and beside 05. Measured on a fresh clone
+run standalone, the unit tests) fills the lane beside 01 and beside 08. Notebooks 04 and 05 each
+run alone at two threads: everything after 05 waits for it, and at one thread beside 07 and the
+unit tests it took 458-489 s on the AMX Xeon against 314-324 s alone at two (2026-12-03); 07 reads
+only 04's adapter, so it moved from beside 05 to beside 08. Measured on a fresh clone
 before this split (2026-12-03, 133 GFLOP/s fp32): phase 1 245 s with 142 s of its second lane
 idle, phase 3 835 s with 150 s idle, and the copy cells of 01, 04 and 05 (74 s) on the critical
 path. After it (with the browser test in phase 4 and CI's 05 at 8 DPO steps): 32.7 min in all at
@@ -78,8 +82,8 @@ NEEDS = {
 PHASES = [  # each phase: workers side by side; each worker: groups run one after another
     [["01"], ["02", "03", "copy-a", "unit-ddp"]],
     [["04"]],
-    [["05"], ["07", "copy-b", "unit"]],
-    [["06", "widgets", "ui"], ["08"]],
+    [["05"]],
+    [["06", "widgets", "ui", "07"], ["08", "copy-b", "unit"]],
 ]
 
 
