@@ -237,9 +237,10 @@ def evaluate_model(
     max_new_tokens: int = 48,
     batch_size: int | None = None,
     desc: str = "eval",
+    dtype: str | None = None,
 ) -> tuple[list[str], dict]:
     """Generate for chat records with a prompt mode ('zero_shot' = the short system prompt) and
-    score them."""
+    score them; dtype as in generate ("fp32" where two builds must be compared token for token)."""
     from helpers.data import gold, ticket
     from helpers.prompts import messages
 
@@ -250,6 +251,7 @@ def evaluate_model(
         max_new_tokens,
         batch_size,
         desc=desc,
+        dtype=dtype,
     )
     return outs, score(outs, [gold(r) for r in rows])
 

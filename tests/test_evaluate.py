@@ -141,3 +141,19 @@ def test_obeyed_counts_outputs_that_follow_the_injection():
     assert evaluate.obeyed(outs, [fake] * 4) == 0.5
     with pytest.raises(ValueError, match="equal, non-empty lists; got 1 outputs, 0 injected"):
         evaluate.obeyed(outs[:1], [])
+
+
+def test_evaluate_model_generates_in_the_dtype_asked_for(monkeypatch):
+    """A gate that compares two builds asks for fp32 and gets it; the default (None) still follows
+    the processor."""
+    seen = []
+
+    def fake_generate(model, tok, convs, max_new_tokens, batch_size, desc, dtype):
+        seen.append(dtype)
+        return ["not json"] * len(convs)
+
+    monkeypatch.setattr(evaluate, "generate", fake_generate)
+    rows = data.load_split("eval", 2)
+    _, score = evaluate.evaluate_model(None, None, rows, "trained", dtype="fp32")
+    evaluate.evaluate_model(None, None, rows, "trained")
+    assert seen == ["fp32", None] and score["n"] == 2 and score["json_valid"] == 0
