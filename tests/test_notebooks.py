@@ -700,6 +700,8 @@ def check_08(course_dir):
     # the continuous-batching server ran exactly when the profile asked for it (CI's does not)
     continuous = [k for k in rows if k.endswith("continuous batching")]
     assert bool(continuous) == ("continuous" in CI["08_serving"]["BENCH_SERVER_BATCHING"]), rows
+    # CI batches 8 requests: 2.6x beside notebook 06 and 3.3-3.5x alone; with 4 it was 1.8-1.9x
+    # alone and 1.44x beside 06 and 07 (a red fresh-clone CI), too close to this bound
     batched = next(v for k, v in rows.items() if k.startswith("batched"))
     assert batched["x_naive"] > 1.5, rows
 
