@@ -477,6 +477,7 @@ def check_05(course_dir):
     assert pf["candidates"] == ci["N_GRPO_CANDIDATES"] == sum(pf["right_counts"].values()), pf
     assert pf["band"] == sum(n for c, n in pf["right_counts"].items() if 0 < int(c) < k) > 0, pf
     assert pf["zero_spread_share_before"] == pytest.approx(1 - pf["band"] / pf["candidates"]), pf
+    assert sum(pf["band_gold_urgency"].values()) == pf["band"], pf  # every band ticket's label
     assert (
         g["fixed_set_size"] == min(pf["band"], recipes["grpo"].steps * g["prompts_per_step"])
         and g["fixed_set_samples"] >= 8
