@@ -535,9 +535,9 @@ def check_06(course_dir):
         f,
     )
     r = m["reproducibility"]
-    # the seed checks sample a reply: a sharp triager can give one JSON in every seed (2026-12-04)
+    # the seed checks sample a reply: a sharp triager can give one JSON in every seed (2026-12-04),
+    # so its count of distinct answers is recorded, not asserted
     assert r["same_seed_same_sample"] and r["t0_equals_greedy"] and r["other_seeds_differ"] >= 1, r
-    assert 1 <= r["triage_distinct_of_4_seeds"] <= 4, r
     temps = {row["T"] for row in m["sweep"]}
     assert temps == set(CI["06_decoding"]["TEMPS"])
     samplers = {row["sampler"] for row in m["sweep"]}
