@@ -1,22 +1,20 @@
-"""Notebook 05's plumbing: the SFT policy, TRL configs for DPO/IPO/KTO/ORPO/GRPO, on-policy
-pairs, memory and timing."""
+"""Notebook 05's plumbing: the policies, the DPO and GRPO recipes, triage error kinds, rollouts,
+memory and timing."""
 
 from __future__ import annotations
 
 import ctypes
-import json
 import math
 import os
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from helpers.data import FIELDS, gold, ticket
+from helpers.data import FIELDS
 from helpers.evaluate import parse_output
 
 # Notebook 05's shared training settings; the notebook writes each trainer's own knobs out.
@@ -183,30 +181,6 @@ def error_kind(output: str, label: dict) -> str | None:
     return "+".join(wrong) or None
 
 
-def onpolicy_pairs(outputs: list[str], rows: list[dict], system: str) -> tuple[list[dict], Counter]:
-    """Each wrong triage answer becomes a pair: the model's own output rejected, the gold JSON
-    chosen."""
-    pairs, kinds = [], Counter()
-    for out, r in zip(outputs, rows):
-        kind = error_kind(out, gold(r))
-        if kind is None:
-            continue
-        kinds[kind] += 1
-        pairs.append(
-            {
-                "id": f"onpolicy-{r['id']}",
-                "prompt": [
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": ticket(r)},
-                ],
-                "chosen": [{"role": "assistant", "content": json.dumps(gold(r))}],
-                "rejected": [{"role": "assistant", "content": out}],
-                "failure": kind,
-            }
-        )
-    return pairs, kinds
-
-
 def tensor_bytes(*modules) -> int:
     """Bytes of parameters and buffers held by these modules, each storage counted once."""
     seen, total = set(), 0
@@ -307,7 +281,6 @@ def timed_train(trainer) -> dict:
 
 def reply_adapter(
     base_dir: str,
-    triage_adapter: Path,
     tok,
     run_dir: Path,
     device: str,
@@ -350,9 +323,15 @@ def reply_adapter(
         disable_tqdm=True,
         **{checkpointing_arg(): False},  # TRL turns it on; at 135M it only costs time
     )
-    # starts from the triage adapter, as notebook 05 does
+    # a new adapter on the bare base, as notebook 05's reply adapter is
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+
     trainer = SFTTrainer(
-        model=policy(base_dir, triage_adapter),
+        model=AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
+        peft_config=LoraConfig(
+            r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"
+        ),
         args=args,
         train_dataset=dataset(good, "sft"),
         processing_class=tok,

@@ -1,4 +1,4 @@
-"""Notebook 05's plumbing: on-policy pairs, error kinds, trends, memory accounting."""
+"""Notebook 05's plumbing: error kinds, trends, memory accounting."""
 
 from __future__ import annotations
 
@@ -30,18 +30,6 @@ def test_error_kind_names_the_wrong_fields():
         == "urgency+order_id"
     )
     assert align.error_kind("Sure, here you go", LABEL) == "invalid JSON"
-
-
-def test_onpolicy_pairs_keep_only_wrong_answers_with_gold_chosen():
-    rows = [rec("where is ORD-123456", LABEL), {**rec("x", LABEL), "id": "t2"}]
-    outs = [json.dumps(LABEL), json.dumps({**LABEL, "intent": "refund_request"})]
-    pairs, kinds = align.onpolicy_pairs(outs, rows, "SYS")
-    assert len(pairs) == 1 and kinds == {"intent": 1}
-    assert (
-        pairs[0]["rejected"][0]["content"] == outs[1]
-        and json.loads(pairs[0]["chosen"][0]["content"]) == LABEL
-    )
-    assert pairs[0]["prompt"][0] == {"role": "system", "content": "SYS"}
 
 
 def test_first_last_needs_enough_steps():

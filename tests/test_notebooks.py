@@ -389,10 +389,9 @@ def check_05(course_dir):
     ci = CI["05_dpo_and_siblings"]
     # bad preference rows name the file, the line and the field
     assert "bad_pairs.jsonl:2: field 'rejected'" in m["bad_pair_error"]
-    assert m["onpolicy_pairs"] == sum(m["onpolicy_error_kinds"].values()) > 0
-    # the reply SFT stage keeps the first task valid; what it costs in exact match is recorded, not
-    # hidden
-    assert m["triage"]["SFT"]["json_valid"] >= 0.95 and "exact_match" in m["triage_nb04_adapter"]
+    # GRPO starts from notebook 04's triage adapter (the reply stages train an adapter of their
+    # own), so its starting point writes valid JSON
+    assert m["triage_nb04_adapter"]["json_valid"] >= 0.95, m["triage_nb04_adapter"]
     # the reference model: a copied adapter costs megabytes, a second model copy the whole model
     ref = m["ref_memory"]
     assert ref["PeftModel (ref adapter)"]["adapters"] == ["default", "ref"]
@@ -419,9 +418,6 @@ def check_05(course_dir):
     assert dpo["steps"] == recipes["dpo"].steps
     assert dpo["margin_first_last"][1] > dpo["margin_first_last"][0], dpo["margin_first_last"]
     assert dpo["accuracy_first_last"][1] > dpo["accuracy_first_last"][0], dpo["accuracy_first_last"]
-    # triage validity drops by at most 2 points after DPO
-    # 2 points (one ticket in 50 is exactly 2)
-    assert m["validity_drop_after_dpo"] <= 0.02 + 1e-9, m["triage"]
     if not os.environ.get("ANTHROPIC_API_KEY"):
         assert m["claude_judge"].startswith("not measured")
     # lr / beta: every arm recorded; a higher beta stays closer to the reference
@@ -441,7 +437,7 @@ def check_05(course_dir):
     for name in ci["SIBLINGS"]:
         row = m["siblings"][name]
         assert row["steps"] == ci["SIBLING_STEPS"] and row["s_per_step"] > 0, (name, row)
-        assert 0 <= row["reply_win_rate_vs_SFT"] <= 1 and 0 <= row["triage_valid"] <= 1, (name, row)
+        assert 0 <= row["reply_win_rate_vs_SFT"] <= 1 and 0 <= row["next_step"] <= 1, (name, row)
     assert m["dpo_over_sft_step"] > 1.0
     # noisy preferences: each of NOISE_METHODS clean and with a quarter of the pairs flipped, on the
     # same held-out pairs (CI's profile passes none: at one step a arm they show nothing; the
@@ -478,8 +474,16 @@ def check_05(course_dir):
     assert pf["band"] == sum(n for c, n in pf["right_counts"].items() if 0 < int(c) < k) > 0, pf
     assert pf["zero_spread_share_before"] == pytest.approx(1 - pf["band"] / pf["candidates"]), pf
     assert sum(pf["band_gold_urgency"].values()) == pf["band"], pf  # every band ticket's label
+    # the balanced band: as many tickets of each gold urgency the band holds, none made up
+    trained = pf["trained_gold_urgency"]
+    assert pf["balanced"] is ci.get("BALANCE_BAND", True), pf
+    assert sum(trained.values()) == pf["trained_on"], pf
+    assert set(trained) == set(pf["band_gold_urgency"]), pf
+    assert all(trained[u] <= pf["band_gold_urgency"][u] for u in trained), pf
+    if pf["balanced"]:
+        assert len(set(trained.values())) == 1, pf
     assert (
-        g["fixed_set_size"] == min(pf["band"], recipes["grpo"].steps * g["prompts_per_step"])
+        g["fixed_set_size"] == min(pf["trained_on"], recipes["grpo"].steps * g["prompts_per_step"])
         and g["fixed_set_samples"] >= 8
     ), g
     assert g["fixed_set_reward_after"] > g["fixed_set_reward_before"], (
