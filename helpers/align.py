@@ -119,8 +119,8 @@ COLUMNS = {
 
 
 def policy(base_dir: str, adapter_dir: str | Path, trainable: bool = True):
-    """The fp32 base with notebook 04's adapter loaded (trainable): the starting point of every
-    stage here."""
+    """The fp32 base with a saved adapter loaded (notebook 04's triage adapter or notebook 05's
+    reply adapter), trainable unless asked."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
