@@ -210,9 +210,11 @@ def check_04(course_dir):
     assert abs(m["double_quant_saving_bits"] - 0.373) < 0.002
     assert 0 < m["loss_token_share"] < 0.6
     after, few = m["after"], m["before"]["few-shot"]
-    # the issue's CI-profile target: >= 60% exact and >= 97% valid on 50 held-out tickets
+    # issue 18's CI-profile floor: >= 75% exact and >= 98% valid on 50 held-out tickets (its target
+    # is 80% / 99%; at lr 2e-3 the CI-size runs scored 78-82%, so a noisy run passes and a real
+    # regression, such as the 64% lr 1e-3 gave, fails)
     assert m["n_eval"] == 50 or m["recipe"]["steps"] >= 100
-    assert after["json_valid"] >= 0.97 and after["exact_match"] >= 0.60, after
+    assert after["json_valid"] >= 0.98 and after["exact_match"] >= 0.75, after
     assert after["exact_match"] >= few["exact_match"] + 0.30, (after, few)
     # order ids: copied whenever the ticket has one, never answered null
     ids = m["order_ids"]["eval"]
