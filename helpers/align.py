@@ -436,6 +436,24 @@ def pair_logps(model, tok, pairs: list[dict]) -> list[tuple[float, float]]:
     ]
 
 
+def answer_readout(model, tok, rows: list[dict], system: str) -> dict:
+    """log p of each ticket's training answer, token for token, teacher-forced, with the means of
+    it and of p: GRPO's hold on the right answer read without sampling noise."""
+    from helpers.train import prompt_completion
+
+    model.eval()
+    pcs = [prompt_completion(r, system) for r in rows]
+    logps = [
+        completion_logps(model, tok, pc["prompt"], pc["completion"])
+        for pc in tqdm(pcs, desc="answer log-probs", leave=False)
+    ]
+    return {
+        "mean_logp": sum(logps) / len(logps),
+        "mean_p": sum(math.exp(x) for x in logps) / len(logps),
+        "logps": logps,
+    }
+
+
 def drift(after: list[tuple[float, float]], before: list[tuple[float, float]]) -> dict:
     """How far a policy moved from its reference on fixed pairs: mean change of each side, the
     margin, the mean |change|."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -77,6 +78,20 @@ def test_completion_logps_sums_only_the_reply_tokens(model_and_tok):
     )
     # more reply tokens, more (negative) log-probability summed
     assert short < 0 and longer < short
+
+
+def test_answer_readout_scores_each_tickets_training_answer(model_and_tok):
+    from helpers import data, train
+
+    model, tok = model_and_tok
+    rows = data.load_split("eval", 2)
+    r = align.answer_readout(model, tok, rows, "Triage the ticket as JSON.")
+    pc = train.prompt_completion(rows[1], "Triage the ticket as JSON.")
+    assert r["logps"][1] == pytest.approx(
+        align.completion_logps(model, tok, pc["prompt"], pc["completion"])
+    )
+    assert r["mean_logp"] == pytest.approx(sum(r["logps"]) / 2) and all(x < 0 for x in r["logps"])
+    assert r["mean_p"] == pytest.approx((math.exp(r["logps"][0]) + math.exp(r["logps"][1])) / 2)
 
 
 def test_recipes_load_with_changes_and_agree_with_the_reply_stage():

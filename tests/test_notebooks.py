@@ -461,7 +461,7 @@ def check_05(course_dir):
                 "heldout_pref_accuracy"
             ]
         )
-    # GRPO: mean reward rises from the SFT start; from the bare base the groups have no spread
+    # GRPO: the recipe as recorded; from the bare base the groups have no spread
     g = m["grpo"]
     assert g["steps"] == recipes["grpo"].steps
     assert (g["lr"], g["prompts_per_step"], g["num_generations"]) == (
@@ -484,14 +484,14 @@ def check_05(course_dir):
     assert all(trained[u] <= pf["band_gold_urgency"][u] for u in trained), pf
     if pf["balanced"]:
         assert len(set(trained.values())) == 1, pf
-    assert (
-        g["fixed_set_size"] == min(pf["trained_on"], recipes["grpo"].steps * g["prompts_per_step"])
-        and g["fixed_set_samples"] >= 8
+    assert g["fixed_set_size"] == min(
+        pf["trained_on"], recipes["grpo"].steps * g["prompts_per_step"]
     ), g
-    assert g["fixed_set_reward_after"] > g["fixed_set_reward_before"], (
-        g["fixed_set_reward_before"],
-        g["fixed_set_reward_after"],
-    )
+    # GRPO raised the probability of the gold answer on the tickets it trained on (teacher-forced,
+    # no sampling noise). Three GRPO seeds from one CI-size adapter: +0.017 to +0.044 nats
+    ga = g["gold_answer"]
+    assert all(len(ga[p][w]["logps"]) == g["fixed_set_size"] for p in ga for w in ga[p]), ga
+    assert ga["trained"]["after"]["mean_logp"] > ga["trained"]["before"]["mean_logp"], ga
     # issue 19: GRPO does no harm; CI's 50 tickets allow a drop of at most 6 points (3 tickets)
     assert g["report"]["GRPO"]["exact_match"] >= g["report"]["SFT"]["exact_match"] - 0.06 - 1e-9, g[
         "report"
