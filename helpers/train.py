@@ -8,6 +8,7 @@ import random
 import resource
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -304,20 +305,27 @@ def to_dataset(rows: list[dict], system: str):
     return Dataset.from_list([prompt_completion(r, system) for r in rows])
 
 
-def length_buckets(rows: list[dict], batch: int, seed: int, window: int = 16) -> list[dict]:
-    """Shuffle, sort each window of `window` batches by ticket length, cut into batches, shuffle the
-    batches.
+def length_buckets(
+    rows: list[dict],
+    batch: int,
+    seed: int,
+    window: int = 16,
+    key: Callable[[dict], int] | None = None,
+) -> list[dict]:
+    """Shuffle, sort each window of `window` batches by length (`key`, default the ticket's
+    characters), cut into batches, shuffle the batches.
 
     Each batch then holds tickets of similar length (little padding), while the order of batches
     stays random: no long-to-short curriculum, unlike transformers' group_by_length over a run
     shorter than its megabatch. Read it with train_sampling_strategy="sequential".
     """
+    size = key or (lambda r: len(ticket(r)))
     rng = random.Random(seed)
     order = list(range(len(rows)))
     rng.shuffle(order)
     batches = []
     for start in range(0, len(order), batch * window):
-        chunk = sorted(order[start : start + batch * window], key=lambda i: len(ticket(rows[i])))
+        chunk = sorted(order[start : start + batch * window], key=lambda i: size(rows[i]))
         batches += [chunk[k : k + batch] for k in range(0, len(chunk), batch)]
     rng.shuffle(batches)
     return [rows[i] for b in batches for i in b]

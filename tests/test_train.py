@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -253,6 +254,19 @@ def test_length_buckets_keeps_every_row_and_groups_lengths():
     assert (
         train.sampler_for(recipe) == "sequential" and train.training_rows(rows, recipe) == ordered
     )
+
+
+def test_length_buckets_sorts_by_a_given_length():
+    # notebook 05's reply rows have no ticket: the key says what "length" is
+    lengths = random.Random(1).choices(range(1, 300), k=64)
+    rows = [{"prompt": "p", "completion": "x" * n} for n in lengths]
+    ordered = train.length_buckets(rows, batch=8, seed=0, key=lambda r: len(r["completion"]))
+    assert sorted(len(r["completion"]) for r in ordered) == sorted(lengths)
+
+    def padded(seq):
+        return sum(8 * max(len(r["completion"]) for r in seq[k : k + 8]) for k in range(0, 64, 8))
+
+    assert padded(ordered) < 0.75 * padded(rows), (padded(ordered), padded(rows))
 
 
 def tiny_llama(vocab: int, **config):
