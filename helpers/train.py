@@ -7,8 +7,8 @@ import json
 import random
 import resource
 import time
-from dataclasses import MISSING, asdict, dataclass, fields
 from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 
