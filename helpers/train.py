@@ -3,6 +3,7 @@ Unsloth on CUDA)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import resource
@@ -439,6 +440,18 @@ def compact_lm_head_on_cpu() -> bool:
     return True
 
 
+# Training sets as SFTTrainer tokenized them, by content: section 8's arms train on the same rows
+# many times, and TRL skips tokenizing a set that already has input_ids.
+_PREPARED: dict[str, object] = {}
+
+
+def prepared_key(train_ds, tok, recipe: SFTRecipe) -> str:
+    """A content key for a prompt/completion set as one tokenizer and max_length prepare it."""
+    h = hashlib.sha1(json.dumps(train_ds.to_list(), sort_keys=True).encode())
+    h.update(f"{tok.name_or_path}|{len(tok)}|{recipe.max_length}".encode())
+    return h.hexdigest()
+
+
 def build_trainer(
     model,
     tok,
@@ -455,16 +468,18 @@ def build_trainer(
     from trl import SFTTrainer
 
     compact_lm_head_on_cpu()
+    key = prepared_key(train_ds, tok, recipe)
     trainer = SFTTrainer(
         model=model,
         args=sft_config(recipe, out_dir, device, dtype),
-        train_dataset=train_ds,
+        train_dataset=_PREPARED.get(key, train_ds),
         eval_dataset=eval_ds,
         processing_class=tok,
         peft_config=lora_config(recipe) if peft else None,
         callbacks=[save_at(tuple(recipe.save_steps), Path(out_dir))] if recipe.save_steps else None,
     )
     keep_adapters_fp32(trainer, device)
+    _PREPARED[key] = trainer.train_dataset
     return trainer
 
 
@@ -558,16 +573,25 @@ def triage_adapter(
     return TriageAdapter(out / "adapter", f"made here ({steps} steps)", None, stats)
 
 
-def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None):
+def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None, trained=None):
     """Load the full-precision base, apply the adapter and fold it in; optionally save the merged
-    model."""
+    model. `trained`, the PeftModel that saved adapter_dir, is folded in where it sits when its
+    base is fp32 (no reload: the same weights); a 16- or 4-bit base reloads in fp32."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from helpers.models import with_adapter
 
-    # fp32 on a GPU too: deploy full precision
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = with_adapter(base, adapter_dir, merge=True)
+    base = trained.get_base_model() if trained is not None else None
+    if (
+        base is not None
+        and base.dtype == torch.float32
+        and not getattr(base, "is_loaded_in_4bit", False)
+    ):
+        model = trained.eval().merge_and_unload().eval()
+    else:
+        # fp32 on a GPU too: deploy full precision
+        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        model = with_adapter(base, adapter_dir, merge=True)
     tok = AutoTokenizer.from_pretrained(base_dir)
     tok.padding_side = "left"
     if out_dir is not None:

@@ -546,3 +546,60 @@ def test_step_profile_sorts_each_op_into_its_part():
     assert cat("aten::_foreach_mul_", [], v, r) == "optimizer"
     assert cat("ProfilerStep*", [], v, r).startswith("outside any op")
     assert cat("aten::mul", [[253, 32768], []], v, r).startswith("other ops")
+
+
+def test_a_set_tokenized_once_trains_the_same_from_the_cache(tmp_path, model_dir):
+    """build_trainer keeps each training set as TRL tokenized it; an arm on the same rows gets
+    the cached set (input_ids already there) and takes the same step to the same loss."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    recipe = train.load_recipe(steps=1, batch=2, rank=4, alpha=8)
+    ds = lambda: train.to_dataset(data.load_split("train", 6), recipe.system_prompt)  # noqa: E731
+    train._PREPARED.clear()
+    losses, sets = [], []
+    for k in range(2):
+        torch.manual_seed(0)
+        trainer = train.build_trainer(
+            tiny_llama(len(tok)), tok, ds(), None, recipe, tmp_path / str(k), "cpu", dtype="fp32"
+        )
+        sets.append(trainer.train_dataset)
+        losses.append(train.run(trainer)["train_loss"])
+    assert "input_ids" in sets[0].column_names and len(train._PREPARED) == 1
+    assert losses[0] == losses[1], losses
+    other = train.to_dataset(data.load_split("train", 5), recipe.system_prompt)
+    assert train.prepared_key(other, tok, recipe) != train.prepared_key(ds(), tok, recipe)
+
+
+def test_merge_folds_a_trained_model_in_place_as_the_saved_adapter_reloads(tmp_path, model_dir):
+    """merge(trained=...) on an fp32 base gives the weights that reloading the saved adapter
+    onto the base gives."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    base_dir = tmp_path / "base"
+    tiny_llama(len(tok)).save_pretrained(base_dir)
+    tok.save_pretrained(base_dir)
+    from transformers import AutoModelForCausalLM
+
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
+        LoraConfig(r=2, target_modules=["q_proj", "down_proj"]),
+    )
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    peft_model.save_pretrained(tmp_path / "adapter")
+    from_disk = train.merge(str(base_dir), tmp_path / "adapter")[0].state_dict()
+    in_place = train.merge(str(base_dir), tmp_path / "adapter", trained=peft_model)[0].state_dict()
+    assert from_disk.keys() == in_place.keys()
+    for k, v in from_disk.items():
+        assert torch.equal(v, in_place[k]), k
+    plain = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).state_dict()
+    moved = [k for k, v in plain.items() if not torch.equal(v, in_place[k])]
+    assert moved and all("q_proj" in k or "down_proj" in k for k in moved), moved
