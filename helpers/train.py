@@ -587,7 +587,7 @@ def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None, trained
         and base.dtype == torch.float32
         and not getattr(base, "is_loaded_in_4bit", False)
     ):
-        model = trained.eval().merge_and_unload().eval()
+        model = trained.merge_and_unload().eval()
     else:
         # fp32 on a GPU too: deploy full precision
         base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)

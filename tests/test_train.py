@@ -577,15 +577,13 @@ def test_merge_folds_a_trained_model_in_place_as_the_saved_adapter_reloads(tmp_p
     onto the base gives."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(0)
     base_dir = tmp_path / "base"
     tiny_llama(len(tok)).save_pretrained(base_dir)
     tok.save_pretrained(base_dir)
-    from transformers import AutoModelForCausalLM
-
     peft_model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
         LoraConfig(r=2, target_modules=["q_proj", "down_proj"]),
