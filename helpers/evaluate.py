@@ -238,16 +238,18 @@ def evaluate_model(
     batch_size: int | None = None,
     desc: str = "eval",
     dtype: str | None = None,
+    system: str | None = None,
 ) -> tuple[list[str], dict]:
-    """Generate for chat records with a prompt mode ('zero_shot' = the short system prompt) and
-    score them; dtype as in generate ("fp32" where two builds must be compared token for token)."""
+    """Generate for chat records with a prompt mode ('zero_shot' = the short system prompt;
+    'trained' sends `system`, else the recipe file's prompt) and score them; dtype as in generate
+    ("fp32" where two builds must be compared token for token)."""
     from helpers.data import gold, ticket
     from helpers.prompts import messages
 
     outs = generate(
         model,
         tok,
-        [messages(ticket(r), mode, shots) for r in rows],
+        [messages(ticket(r), mode, shots, system) for r in rows],
         max_new_tokens,
         batch_size,
         desc=desc,

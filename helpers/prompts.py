@@ -66,14 +66,16 @@ def pick_shots(pool: list[dict], k: int, param: str = "k") -> list[dict]:
     return shots
 
 
-def messages(text: str, mode: str, shots: list[dict] = ()) -> list[dict]:
-    """Chat messages for one ticket: 'zero_shot' (bare), 'trained' (the recipe's one-line prompt)
-    or 'few_shot' (XML + examples)."""
+def messages(text: str, mode: str, shots: list[dict] = (), system: str | None = None) -> list[dict]:
+    """Chat messages for one ticket: 'zero_shot' (bare), 'trained' (the prompt the model was
+    trained with: `system`, else the recipe file's) or 'few_shot' (XML + examples)."""
+    if system is not None and mode != "trained":
+        raise ValueError(f"system= sets the trained prompt; mode {mode!r} has its own")
     if mode == "zero_shot":
         return [{"role": "system", "content": ZERO_SHOT_SYSTEM}, {"role": "user", "content": text}]
     if mode == "trained":
         return [
-            {"role": "system", "content": train_system_prompt()},
+            {"role": "system", "content": train_system_prompt() if system is None else system},
             {"role": "user", "content": text},
         ]
     if mode != "few_shot":

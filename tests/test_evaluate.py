@@ -103,6 +103,18 @@ def test_few_shot_prompt_has_xml_and_distinct_shots():
         prompts.messages("x", "ten_shot")
 
 
+def test_trained_mode_sends_the_prompt_the_model_was_trained_with():
+    # a recipe with another system_prompt (notebook 04's RECIPE_CHANGES) is scored with that prompt
+    assert prompts.messages("t", "trained")[0]["content"] == prompts.train_system_prompt()
+    msgs = prompts.messages("t", "trained", system="Label the ticket.")
+    assert msgs == [
+        {"role": "system", "content": "Label the ticket."},
+        {"role": "user", "content": "t"},
+    ]
+    with pytest.raises(ValueError, match="mode 'zero_shot' has its own"):
+        prompts.messages("t", "zero_shot", system="Label the ticket.")
+
+
 def test_shared_prefix_sits_at_the_same_positions_in_every_row():
     rows = [[5, 6, 7, 8, 1], [5, 6, 7, 9], [5, 6, 7, 8, 1, 2, 3]]
     assert evaluate.shared_prefix_len(rows) == 3

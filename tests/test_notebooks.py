@@ -7,6 +7,7 @@ import ast
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -765,6 +766,20 @@ def test_committed_clean_with_parameters_and_recipe(nb):
     )
     assert cells[-1].metadata.get("tags") == [course.RECIPE_TAG], "the recipe cell must come last"
     assert nb.stem in CI and nb.stem in CHECKS, f"{nb.stem}: add CI parameters and outcome checks"
+
+
+def test_notebook_04_scores_with_the_prompt_it_trains_with():
+    # RECIPE_CHANGES may set another system_prompt: a "trained" call without system= would score
+    # with the recipe file's prompt instead (it did until 2026-12-05)
+    nb = next(p for p in NOTEBOOKS if p.stem == "04_qlora_training")
+    code = "\n".join(
+        c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code"
+    )
+    calls = re.findall(r"evaluate_model\((?:[^()]|\([^()]*\))*\)", code)
+    trained = [c for c in calls if '"trained"' in c]
+    assert trained, "notebook 04 no longer scores in 'trained' mode: update this test"
+    unset = [c for c in trained if "system=recipe.system_prompt" not in c]
+    assert not unset, f"notebook 04 scores without the trained prompt: {unset}"
 
 
 @pytest.mark.notebook
