@@ -768,10 +768,12 @@ def test_committed_clean_with_parameters_and_recipe(nb):
     assert nb.stem in CI and nb.stem in CHECKS, f"{nb.stem}: add CI parameters and outcome checks"
 
 
-def test_notebook_04_scores_with_the_prompt_it_trains_with():
+@pytest.mark.parametrize(
+    "nb", [p for p in NOTEBOOKS if p.stem == "04_qlora_training"], ids=lambda p: p.stem
+)
+def test_notebook_04_scores_with_the_prompt_it_trains_with(nb):
     # RECIPE_CHANGES may set another system_prompt: a "trained" call without system= would score
     # with the recipe file's prompt instead (it did until 2026-12-05)
-    nb = next(p for p in NOTEBOOKS if p.stem == "04_qlora_training")
     code = "\n".join(
         c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code"
     )
