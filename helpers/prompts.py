@@ -24,6 +24,44 @@ def train_system_prompt() -> str:
     return str(yaml.safe_load(RECIPE_PATH.read_text())["system_prompt"])
 
 
+# saved next to an adapter's weights: the system prompt it was trained with
+PROMPT_FILE = "system_prompt.txt"
+# what 'trained' mode sends when set (use_trained_prompt); None: the recipe file's prompt
+_active_prompt: str | None = None
+
+
+def save_trained_prompt(adapter_dir: str | Path, prompt: str) -> Path:
+    """Write the system prompt an adapter was trained with into its folder; returns the file."""
+    path = Path(adapter_dir) / PROMPT_FILE
+    path.write_text(prompt, encoding="utf-8")
+    return path
+
+
+def adapter_prompt(adapter_dir: str | Path) -> str | None:
+    """The system prompt saved with an adapter, or None when its folder has none."""
+    path = Path(adapter_dir) / PROMPT_FILE
+    if not path.is_file():
+        return None
+    prompt = path.read_text(encoding="utf-8")
+    if not prompt.strip():
+        raise ValueError(f"{path}: line 1: field 'system_prompt': the saved prompt is empty")
+    return prompt
+
+
+def use_trained_prompt(prompt: str | None) -> str:
+    """Make `prompt` what 'trained' mode sends from now on (None: the recipe file's); returns the
+    prompt in use."""
+    global _active_prompt
+    _active_prompt = prompt
+    return trained_prompt()
+
+
+def trained_prompt() -> str:
+    """The system prompt 'trained' mode sends: the one set by use_trained_prompt, else the recipe
+    file's."""
+    return train_system_prompt() if _active_prompt is None else _active_prompt
+
+
 def label_list_prompt() -> str:
     """The earlier trained prompt, which spells out the label set (~60 tokens more per row); kept
     to compare."""
@@ -68,14 +106,14 @@ def pick_shots(pool: list[dict], k: int, param: str = "k") -> list[dict]:
 
 def messages(text: str, mode: str, shots: list[dict] = (), system: str | None = None) -> list[dict]:
     """Chat messages for one ticket: 'zero_shot' (bare), 'trained' (the prompt the model was
-    trained with: `system`, else the recipe file's) or 'few_shot' (XML + examples)."""
+    trained with: `system`, else trained_prompt()) or 'few_shot' (XML + examples)."""
     if system is not None and mode != "trained":
         raise ValueError(f"system= sets the trained prompt; mode {mode!r} has its own")
     if mode == "zero_shot":
         return [{"role": "system", "content": ZERO_SHOT_SYSTEM}, {"role": "user", "content": text}]
     if mode == "trained":
         return [
-            {"role": "system", "content": train_system_prompt() if system is None else system},
+            {"role": "system", "content": trained_prompt() if system is None else system},
             {"role": "user", "content": text},
         ]
     if mode != "few_shot":

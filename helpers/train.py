@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from helpers import prompts
 from helpers.data import load_split, ticket
 from helpers.lora import ALL_LINEAR
 from helpers.prompts import RECIPE_PATH
@@ -530,6 +531,7 @@ class TriageAdapter:
     # notebook 04's run folder (metrics.json, checkpoints/, merged/) when found
     run04: Path | None = None
     stats: dict | None = None  # run()'s numbers when trained here
+    system_prompt: str = ""  # the prompt it was trained with, which 'trained' mode now sends
 
 
 def triage_adapter(
@@ -542,11 +544,19 @@ def triage_adapter(
     **changes,
 ) -> TriageAdapter:
     """Notebook 04's adapter (this course run first, then any run), else `steps` of the recipe
-    trained now; prints which."""
+    trained now; prints which, and makes its trained prompt the one 'trained' mode sends."""
     found = find_artifact("adapter/adapter_config.json", "04_qlora_training", course_dir)
     if found is not None:
         print(f"triage adapter: notebook 04's, {found.parent}")
-        return TriageAdapter(found.parent, "notebook 04", found.parent.parent)
+        saved = prompts.adapter_prompt(found.parent)
+        if saved is None:
+            print(
+                f"  it has no {prompts.PROMPT_FILE} (notebook 04 before 2026-12-05): prompting "
+                "with helpers/recipes/sft.yaml's"
+            )
+        system = prompts.use_trained_prompt(saved)
+        print(f"  trained prompt, sent by every 'trained' call from here on: {system!r}")
+        return TriageAdapter(found.parent, "notebook 04", found.parent.parent, None, system)
     print(
         f"notebook 04's adapter is missing: training a small one now ({steps} steps, about 3 min "
         "on 2 cores)"
@@ -566,11 +576,13 @@ def triage_adapter(
     )
     stats = run(trainer)
     trainer.model.save_pretrained(out / "adapter")
+    prompts.save_trained_prompt(out / "adapter", recipe.system_prompt)
     print(
         f"triage adapter: made here, {stats['steps']} steps in {stats['seconds']:.0f} s, "
         f"{out / 'adapter'}"
     )
-    return TriageAdapter(out / "adapter", f"made here ({steps} steps)", None, stats)
+    system = prompts.use_trained_prompt(recipe.system_prompt)
+    return TriageAdapter(out / "adapter", f"made here ({steps} steps)", None, stats, system)
 
 
 def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None, trained=None):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from helpers import data, models, runtime, train
+from helpers import data, models, prompts, runtime, train
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -108,6 +108,7 @@ def main(argv: list[str]) -> int:
         return 0
     trainer.model.save_pretrained(out / "adapter")
     tok.save_pretrained(out / "adapter")
+    prompts.save_trained_prompt(out / "adapter", recipe.system_prompt)
     if a.merge:
         train.merge(base, out / "adapter", out / "merged")
     if a.axolotl_yaml:

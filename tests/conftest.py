@@ -11,6 +11,17 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _recipe_prompt_for_trained_mode():
+    """Each test starts and ends with 'trained' mode sending the recipe file's prompt
+    (train.triage_adapter sets another for the rest of a session)."""
+    from helpers import prompts
+
+    prompts.use_trained_prompt(None)
+    yield
+    prompts.use_trained_prompt(None)
+
+
 @pytest.fixture(scope="session")
 def model_dir():
     """The converted SmolLM2-135M dir (converted once per machine, cached)."""

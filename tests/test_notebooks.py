@@ -14,7 +14,7 @@ import sys
 import nbformat
 import pytest
 
-from helpers import align, course, data, runtime
+from helpers import align, course, data, prompts, runtime
 
 NOTEBOOKS = course.notebooks()
 NB_DIR = NOTEBOOKS[0].parent
@@ -198,6 +198,8 @@ def check_04(course_dir):
 
     m = load_metrics(course_dir, "04_qlora_training")
     run = runtime.latest_run(course_dir, "04_qlora_training")
+    # the adapter handed on carries the prompt it was trained with, for notebooks 05-08
+    assert prompts.adapter_prompt(run / "adapter") == train.load_recipe().system_prompt
     # the model trained with the attention runtime.attention_impl picks for this processor and dtype
     env = m["environment"]
     if env["backend"] == "PEFT+TRL":
@@ -782,6 +784,22 @@ def test_notebook_04_scores_with_the_prompt_it_trains_with(nb):
     assert trained, "notebook 04 no longer scores in 'trained' mode: update this test"
     unset = [c for c in trained if "system=recipe.system_prompt" not in c]
     assert not unset, f"notebook 04 scores without the trained prompt: {unset}"
+
+
+@pytest.mark.parametrize("nb", [p for p in NOTEBOOKS if p.stem >= "04"], ids=lambda p: p.stem)
+def test_later_notebooks_prompt_with_the_prompt_notebook_04_trained_with(nb):
+    # notebook 04 saves its prompt with the adapter; 05-08 take it from there (train.triage_adapter)
+    # and not from the recipe file, which a learner's RECIPE_CHANGES may have overridden
+    code = "\n".join(
+        c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code"
+    )
+    if nb.stem.startswith("04"):
+        assert "prompts.save_trained_prompt(adapter_dir, recipe.system_prompt)" in code
+        return
+    assert "train.triage_adapter(" in code, f"{nb.stem} no longer finds notebook 04's adapter"
+    assert "load_recipe().system_prompt" not in code, (
+        f"{nb.stem} prompts with the recipe file's prompt; use sft04.system_prompt"
+    )
 
 
 @pytest.mark.notebook

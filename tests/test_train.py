@@ -460,8 +460,36 @@ def test_triage_adapter_uses_notebook_04s_from_the_course_run(tmp_path, capsys):
         adapter.parent,
         None,
     )
-    assert "notebook 04's" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "notebook 04's" in out
+    # an adapter without a saved prompt (before 2026-12-05) is prompted with the recipe file's
+    assert found.system_prompt == prompts.train_system_prompt() and "no system_prompt.txt" in out
     assert not (tmp_path / "05").exists()  # nothing trained
+
+
+def test_triage_adapter_carries_the_prompt_notebook_04_trained_with(tmp_path, capsys):
+    """A prompt set in notebook 04's RECIPE_CHANGES travels in the adapter folder, and every
+    'trained' call of a later notebook sends it, not the recipe file's."""
+    adapter = tmp_path / "course" / "04_qlora_training" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    prompts.save_trained_prompt(adapter, "Label the ticket.")
+    found = train.triage_adapter("unused", tmp_path / "05", "cpu", course_dir=tmp_path / "course")
+    assert found.system_prompt == "Label the ticket." != prompts.train_system_prompt()
+    assert prompts.messages("t", "trained")[0]["content"] == "Label the ticket."
+    assert "'Label the ticket.'" in capsys.readouterr().out
+    prompts.use_trained_prompt(None)
+    assert prompts.messages("t", "trained")[0]["content"] == prompts.train_system_prompt()
+
+
+def test_a_saved_prompt_reads_back_and_an_empty_one_is_refused(tmp_path):
+    assert prompts.adapter_prompt(tmp_path) is None
+    path = prompts.save_trained_prompt(tmp_path, "Triage: JSON only.\nNo prose.")
+    assert path == tmp_path / "system_prompt.txt"
+    assert prompts.adapter_prompt(tmp_path) == "Triage: JSON only.\nNo prose."
+    path.write_text(" \n")
+    with pytest.raises(ValueError, match=r"system_prompt.txt: line 1: field 'system_prompt'"):
+        prompts.adapter_prompt(tmp_path)
 
 
 def test_triage_adapter_trains_a_small_one_when_04_is_missing(
@@ -485,6 +513,8 @@ def test_triage_adapter_trains_a_small_one_when_04_is_missing(
     assert made.stats["steps"] == 2 and len(made.stats["eval_loss"]) == 1
     assert (tmp_path / "sft04" / "checkpoint-1").exists()
     assert "missing: training a small one now (2 steps" in capsys.readouterr().out
+    # trained with the recipe's prompt, saved with it, and sent by 'trained' calls
+    assert made.system_prompt == prompts.adapter_prompt(made.path) == prompts.trained_prompt()
 
 
 def test_running_average_is_the_mean_of_every_step_from_start_and_saves_as_an_adapter(tmp_path):
