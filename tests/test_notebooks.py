@@ -528,6 +528,16 @@ def check_05(course_dir):
     ]
     assert rc["SFT"]["no_upsell"] < 1.0, rc  # the SFT model copied the bot's upsell
     assert rc["DPO"]["no_upsell"] >= rc["SFT"]["no_upsell"], rc
+    # issue 19: DPO fixes the flaw SFT kept. Which one depends on the seed (the upsell in seed 0,
+    # the missing next step in seed 1 at the learner's size), so the notebook names the SFT
+    # model's weakest check; DPO raised it by 25-53 points in five runs (LEDGER, 2026-12-05)
+    weak = m["sft_weakest_check"]
+    assert weak["check"] == min(rc["SFT"], key=rc["SFT"].get), (weak, rc)
+    assert (weak["SFT"], weak["DPO"]) == (rc["SFT"][weak["check"]], rc["DPO"][weak["check"]])
+    assert weak["DPO"] - weak["SFT"] >= 0.1, (
+        f"DPO moved the SFT model's weakest check {weak['check']!r} only {weak['SFT']:.0%} -> "
+        f"{weak['DPO']:.0%}: stage 1 kept no flaw for DPO to fix, or DPO did not fix it"
+    )
     # issue 19's target: DPO beats SFT on reply win rate, >= 58% at CI budget (14 of 24 prompts;
     # one prompt is 4 points). Since stage 1 trains at lr 1e-3, five CI-size runs from four
     # notebook-04 adapters measured 62.5-70.8% (LEDGER), so this is asserted, not XFAIL
