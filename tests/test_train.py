@@ -188,6 +188,8 @@ def test_cli_trains_saves_and_the_adapter_reloads(tmp_path, model_dir):
         and (tmp_path / "adapter" / "adapter_config.json").exists()
     )
     assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "ax.yaml").exists()
+    # the adapter carries the prompt it was trained with (train.triage_adapter reads it)
+    assert prompts.adapter_prompt(tmp_path / "adapter") == train.load_recipe().system_prompt
     # recipe agreement: what the CLI trained with, the recipe plus its overrides, and the Axolotl
     # export
     expected = train.expected_args(train.load_recipe(steps=2, batch=4, lr=5e-4))
