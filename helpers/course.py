@@ -179,8 +179,9 @@ HEADLINES = {
     ],
     "04_qlora_training": [("exact", "after.exact_match", PCT), ("valid", "after.json_valid", PCT)],
     "05_dpo_and_siblings": [
-        ("DPO reply win rate", "reply_win_rate_dpo_vs_sft", PCT),
-        ("triage valid after DPO", "triage.DPO.json_valid", PCT),
+        ("DPO win rate", "reply_win_rate_dpo_vs_sft", PCT),
+        ("weakest check after DPO", "sft_weakest_check.DPO", PCT),
+        ("exact after GRPO", "grpo.report.GRPO.exact_match", PCT),
     ],
     "06_decoding": [
         ("top-1 base", "sharpening.base.mean_top1", PCT),
@@ -220,7 +221,7 @@ def read_metrics(course_dir: Path, nb: Path) -> dict:
 def summary(course_dir: Path, nbs: list[Path] | None = None) -> str:
     """A plain-text table: notebook, wall time, headline numbers, executed copy; then notebook
     07's report."""
-    rows = [f"{'notebook':<22} {'wall':>7}  {'headline numbers':<58} executed notebook", "-" * 120]
+    rows = [f"{'notebook':<22} {'wall':>7}  {'headline numbers':<72} executed notebook", "-" * 134]
     for nb in nbs or notebooks():
         wfile = course_dir / nb.stem / "wall_seconds.txt"
         wall = f"{float(wfile.read_text()):.0f} s" if wfile.exists() else "-"
@@ -228,7 +229,7 @@ def summary(course_dir: Path, nbs: list[Path] | None = None) -> str:
         heads = headline(nb.stem, metrics) if metrics else "(no metrics.json)"
         executed = course_dir / nb.name
         rows.append(
-            f"{nb.stem:<22} {wall:>7}  {heads:<58} {executed if executed.exists() else '-'}"
+            f"{nb.stem:<22} {wall:>7}  {heads:<72} {executed if executed.exists() else '-'}"
         )
     report = course_dir / "07_eval" / "report.html"
     if report.exists():

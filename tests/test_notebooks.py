@@ -817,6 +817,11 @@ def test_later_notebooks_prompt_with_the_prompt_notebook_04_trained_with(nb):
 def test_notebook_runs_and_reaches_its_outcomes(nb, course_dir):
     course.execute(nb, course_dir, CI[nb.stem])
     check_learner_outputs(course_dir / nb.name)  # first: a check below may end in XFAIL
+    metrics = course.read_metrics(course_dir, nb)
+    blank = [
+        label for label, path, _ in course.HEADLINES[nb.stem] if course.dig(metrics, path) is None
+    ]
+    assert not blank, f"make course's summary would print '-' for {blank}: no such metrics path"
     CHECKS[nb.stem](course_dir)
 
 
