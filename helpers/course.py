@@ -206,10 +206,14 @@ def dig(metrics: dict, path: str):
 
 
 def headline(stem: str, metrics: dict) -> str:
-    """The notebook's headline numbers as 'label value' pairs, each in its HEADLINES format; '-'
-    when missing."""
+    """The notebook's headline numbers as 'label value' pairs, each in its HEADLINES format
+    ('yes' or 'no' for a flag, '-' when missing)."""
     values = [(label, dig(metrics, path), fmt) for label, path, fmt in HEADLINES.get(stem, [])]
-    return ", ".join(f"{label} {'-' if v is None else fmt.format(v)}" for label, v, fmt in values)
+    shown = [
+        "-" if v is None else ("yes" if v else "no") if isinstance(v, bool) else fmt.format(v)
+        for _, v, fmt in values
+    ]
+    return ", ".join(f"{label} {text}" for (label, _, _), text in zip(values, shown))
 
 
 def read_metrics(course_dir: Path, nb: Path) -> dict:

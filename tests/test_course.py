@@ -89,6 +89,7 @@ def test_summary_shows_headline_numbers_walls_and_paths(tmp_path):
         course.dig({"a": {"fine-tuned": {"x": 2}}}, "a.fine-tuned.x") == 2
         and course.dig({}, "a.b") is None
     )
+    assert course.headline("07_eval", {"ship": False}) == "held-out exact -, ship no"
 
 
 def test_failed_notebook_names_the_cell_the_error_and_the_partial_copy(tmp_path):
