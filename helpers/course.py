@@ -162,6 +162,7 @@ def execute(nb: Path, course_dir: Path, params: dict, progress: bool = False) ->
 
 
 PCT, NUM, TEXT = "{:.1%}", "{:.2g}", "{}"
+HEAD_WIDTH = 72  # the summary's headline column: notebook 05's three numbers fit
 # notebook -> (label, path into its metrics.json, format): the one or two numbers a learner looks
 # for
 HEADLINES = {
@@ -205,15 +206,19 @@ def dig(metrics: dict, path: str):
     return node
 
 
+def shown(value, fmt: str) -> str:
+    """One headline value: '-' when missing, 'yes' or 'no' for a flag, else in its format."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return fmt.format(value)
+
+
 def headline(stem: str, metrics: dict) -> str:
-    """The notebook's headline numbers as 'label value' pairs, each in its HEADLINES format
-    ('yes' or 'no' for a flag, '-' when missing)."""
-    values = [(label, dig(metrics, path), fmt) for label, path, fmt in HEADLINES.get(stem, [])]
-    shown = [
-        "-" if v is None else ("yes" if v else "no") if isinstance(v, bool) else fmt.format(v)
-        for _, v, fmt in values
-    ]
-    return ", ".join(f"{label} {text}" for (label, _, _), text in zip(values, shown))
+    """The notebook's headline numbers as 'label value' pairs, each shown by `shown`."""
+    pairs = HEADLINES.get(stem, [])
+    return ", ".join(f"{label} {shown(dig(metrics, path), fmt)}" for label, path, fmt in pairs)
 
 
 def read_metrics(course_dir: Path, nb: Path) -> dict:
@@ -225,16 +230,17 @@ def read_metrics(course_dir: Path, nb: Path) -> dict:
 def summary(course_dir: Path, nbs: list[Path] | None = None) -> str:
     """A plain-text table: notebook, wall time, headline numbers, executed copy; then notebook
     07's report."""
-    rows = [f"{'notebook':<22} {'wall':>7}  {'headline numbers':<72} executed notebook", "-" * 134]
+    rows = [
+        f"{'notebook':<22} {'wall':>7}  {'headline numbers':<{HEAD_WIDTH}} executed notebook",
+        "-" * (HEAD_WIDTH + 62),
+    ]
     for nb in nbs or notebooks():
         wfile = course_dir / nb.stem / "wall_seconds.txt"
         wall = f"{float(wfile.read_text()):.0f} s" if wfile.exists() else "-"
         metrics = read_metrics(course_dir, nb)
         heads = headline(nb.stem, metrics) if metrics else "(no metrics.json)"
-        executed = course_dir / nb.name
-        rows.append(
-            f"{nb.stem:<22} {wall:>7}  {heads:<72} {executed if executed.exists() else '-'}"
-        )
+        executed = course_dir / nb.name if (course_dir / nb.name).exists() else "-"
+        rows.append(f"{nb.stem:<22} {wall:>7}  {heads:<{HEAD_WIDTH}} {executed}")
     report = course_dir / "07_eval" / "report.html"
     if report.exists():
         rows.append(f"notebook 07's ship report: {report}")
