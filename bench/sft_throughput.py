@@ -10,7 +10,10 @@ this machine's own matmul peak in the arm's dtype (fp32, or bf16 where the CPU h
 measured by this script in the same run. The recipe's arms train as the course does by default:
 on a bf16 CPU, SDPA's math kernel wherever gradients flow (runtime.attention_impl); TRL's arm keeps
 plain SDPA, TRL's own. Where the recipe trains in bf16 on a CPU, one more arm trains it with plain
-SDPA (WORKBOOK_ATTENTION=sdpa), to price that switch. Then it prints the ratios. Seconds drift on
+SDPA (WORKBOOK_ATTENTION=sdpa), to price that switch. The recipe compiles its decoder layers in
+fp32 only (compile: auto); one arm trains fp32 with eager layers and, where the recipe trains in
+bf16, one compiles them there, to price that switch both ways (the warm-up steps pay the compile,
+and each arm's first step is reported). Then it prints the ratios. Seconds drift on
 a shared machine; the ratios, taken minutes apart in one run, are what to read.
 
 Model FLOPs per non-pad token are counted for what LoRA training really computes: a forward (2 FLOPs
@@ -87,9 +90,13 @@ def arms(recipe: train.SFTRecipe) -> dict[str, dict]:
             "dtype": "auto",
         },
     }
+    # compile: auto compiles the decoder layers in fp32 only (helpers/recipes/sft.yaml): price it
+    found["course recipe, fp32, eager layers"] = {**found["course recipe, fp32"], "compile": False}
     if runtime.compute_dtype("cpu", "auto")[0] == "fp32":
         del found["course recipe, fp32"]  # the recipe already runs in fp32 here
     else:
+        # what compiling would buy in bf16, where the recipe keeps eager layers
+        found["course recipe, layers compiled"] = {**found["course recipe"], "compile": True}
         # the recipe with plain SDPA, whose flash kernel also runs the backward, against the
         # course's math kernel wherever gradients flow
         found["course recipe, plain SDPA attention"] = {
@@ -141,6 +148,9 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
         peft_config=train.lora_config(recipe),
     )
     train.keep_adapters_fp32(trainer, rt.device)
+    compiled = spec["config"] != "trl" and spec.get("compile", recipe.compiles(rt.device, rt.dtype))
+    if compiled:  # the first (warm-up) step pays the compile
+        train.compile_layers(trainer)
     padded = real = 0
     # the same sampler, seed and order as training
     for i, batch in enumerate(trainer.get_train_dataloader()):
@@ -169,6 +179,8 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
         "threads": rt.threads,
         "dtype": "bf16" if getattr(args, "bf16", False) else "fp32",
         "attention": model.config._attn_implementation,
+        "compiled": bool(compiled),
+        "first_step_s": stats["step_seconds"][1],
     }
 
 
@@ -250,6 +262,17 @@ def main(argv: list[str]) -> int:
         print(
             f"course recipe ({ours['attention']}) / plain SDPA attention: "
             f"{ours['examples_per_s'] / plain:.2f}x examples/s"
+        )
+    fp32 = by_name.get("course recipe, fp32", ours)
+    pairs = [(fp32, by_name["course recipe, fp32, eager layers"])]
+    if "course recipe, layers compiled" in by_name:
+        pairs.append((by_name["course recipe, layers compiled"], ours))
+    for compiled, eager in pairs:
+        print(
+            f"compiled / eager layers in {eager['dtype']}: "
+            f"{compiled['examples_per_s'] / eager['examples_per_s']:.2f}x examples/s "
+            f"(first step {compiled['first_step_s']:.0f} s compiling, "
+            f"{eager['first_step_s']:.1f} s eager)"
         )
     label_list = by_name["course recipe, label-list prompt"]["examples_per_s"]
     print(

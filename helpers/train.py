@@ -53,6 +53,8 @@ class SFTRecipe:
     decay_steps: int | float = 0
     # scheduler cosine_with_min_lr only: the cosine ends at this share of lr, not at 0
     min_lr_rate: float = 0.0
+    # torch.compile each decoder layer while training: "auto" means on a CPU in fp32 (compiles())
+    compile: bool | str = False
 
     def to_dict(self) -> dict:
         """JSON-friendly view for model cards and metrics."""
@@ -64,6 +66,14 @@ class SFTRecipe:
     def four_bit(self, device: str) -> bool:
         """Whether to load an NF4 base: 'auto' means on CUDA only."""
         return device == "cuda" if self.load_in_4bit == "auto" else bool(self.load_in_4bit)
+
+    def compiles(self, device: str, dtype: str) -> bool:
+        """Whether to compile the decoder layers while training: 'auto' means on a CPU in fp32,
+        where compiled steps gave eager's losses (in bf16 they rounded differently, and three
+        compiled runs scored 3.5 points under eager's two: LEDGER, "Compiled layers")."""
+        auto = device == "cpu" and dtype == "fp32"
+        on = auto if self.compile == "auto" else bool(self.compile)
+        return on and not self.four_bit(device)
 
 
 def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
@@ -93,6 +103,11 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
     for key in ("rank", "alpha", "steps", "batch", "grad_accum", "max_length", "seed"):
         if not isinstance(merged[key], int) or isinstance(merged[key], bool):
             raise RecipeError(f"{path}: field '{key}' must be an integer, got {merged[key]!r}")
+    if merged.get("compile", False) not in (True, False, "auto"):
+        where = "override" if "compile" in overrides else path
+        raise RecipeError(
+            f"{where}: field 'compile' must be true, false or auto, got {merged['compile']!r}"
+        )
     if isinstance(merged["targets"], list):
         merged["targets"] = tuple(merged["targets"])
     merged["save_steps"] = tuple(merged.get("save_steps", ()))
@@ -415,6 +430,32 @@ def keep_adapters_fp32(trainer, device: str) -> None:
                 p.data = p.data.float()
 
 
+def compile_layers(trainer) -> int:
+    """torch.compile every decoder layer (regional compilation, dynamic shapes) for the length
+    of trainer.train(), and put eager layers back when it ends: generation after training then
+    runs the plain model. Returns the number of layers.
+
+    One layer's graph serves all of them, so the first step pays one compile (about 30-60 s on a
+    2-core CPU, 15-20 s with inductor's cache warm); fused elementwise ops then made a recipe
+    step 1.22x faster in fp32 and 1.35x in bf16 on an AMX Xeon (LEDGER, "Compiled layers").
+    """
+    from transformers import TrainerCallback
+
+    layers = list(trainer.model.get_base_model().get_decoder().layers)
+
+    class CompiledLayers(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            for layer in layers:
+                layer.compile(dynamic=True)
+
+        def on_train_end(self, args, state, control, **kw):
+            for layer in layers:
+                layer._compiled_call_impl = None  # what nn.Module.compile() set: back to eager
+
+    trainer.add_callback(CompiledLayers())
+    return len(layers)
+
+
 def compact_lm_head_on_cpu() -> bool:
     """Make TRL's fused LM head score only the positions that carry loss on a CPU, as it already
     does on GPUs.
@@ -468,6 +509,8 @@ def build_trainer(
     and the ablations."""
     from trl import SFTTrainer
 
+    from helpers.runtime import compute_dtype
+
     compact_lm_head_on_cpu()
     key = prepared_key(train_ds, tok, recipe)
     trainer = SFTTrainer(
@@ -480,6 +523,8 @@ def build_trainer(
         callbacks=[save_at(tuple(recipe.save_steps), Path(out_dir))] if recipe.save_steps else None,
     )
     keep_adapters_fp32(trainer, device)
+    if peft and recipe.compiles(device, dtype or compute_dtype(device)[0]):
+        compile_layers(trainer)
     _PREPARED[key] = trainer.train_dataset
     return trainer
 

@@ -204,6 +204,10 @@ def check_04(course_dir):
     env = m["environment"]
     if env["backend"] == "PEFT+TRL":
         assert m["attention"] == runtime.attention_impl(env["device"], env["dtype"]), m["attention"]
+        # compile: auto compiled every decoder layer for the run on a CPU in fp32, none in bf16
+        compiles = train.load_recipe(**m["recipe_changes"]).compiles(env["device"], env["dtype"])
+        layers = json.loads((run / "merged" / "config.json").read_text())["num_hidden_layers"]
+        assert m["compiled_layers"] == (layers if compiles else 0), (m["compiled_layers"], env)
     assert m["nf4_levels_vs_bnb"] < 1e-6 and m["nf4_roundtrip_vs_bnb"] < 1e-5
     e = m["quant_errors"]
     assert (

@@ -633,3 +633,52 @@ def test_merge_folds_a_trained_model_in_place_as_the_saved_adapter_reloads(tmp_p
     plain = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).state_dict()
     moved = [k for k, v in plain.items() if not torch.equal(v, in_place[k])]
     assert moved and all("q_proj" in k or "down_proj" in k for k in moved), moved
+
+
+def test_compiled_layers_train_as_eager_ones_and_are_eager_again_after(tmp_path, model_dir):
+    """train.compile_layers: every decoder layer runs compiled while trainer.train() runs (fp32
+    here, where inductor's fused kernels keep the eager losses), and plain again once it ends, so
+    generation after training does not compile."""
+    import torch
+    from transformers import AutoTokenizer, TrainerCallback
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    rows = data.load_split("train", 8)
+    losses, compiled_during = {}, []
+    for mode in ("eager", "compiled"):
+        torch.manual_seed(0)
+        tiny = tiny_llama(len(tok), tie_word_embeddings=True)
+        recipe = train.load_recipe(steps=3, batch=2, rank=4, alpha=8, compile=mode == "compiled")
+        trainer = train.build_trainer(
+            tiny,
+            tok,
+            train.to_dataset(rows, recipe.system_prompt),
+            None,
+            recipe,
+            tmp_path / mode,
+            "cpu",
+            dtype="fp32",
+        )
+        layers = trainer.model.get_base_model().get_decoder().layers
+
+        class Seen(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                compiled_during.append(layers[0]._compiled_call_impl is not None)
+
+        trainer.add_callback(Seen())
+        losses[mode] = [loss for _, loss in train.run(trainer)["train_loss"]]
+        assert all(layer._compiled_call_impl is None for layer in layers), mode
+    assert len(losses["compiled"]) == 3
+    assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-4), losses
+    assert compiled_during == [False] * 3 + [True] * 3  # the eager run, then the compiled one
+
+
+def test_compile_is_on_where_measured_and_a_bad_value_is_named():
+    recipe = train.load_recipe(compile="auto")
+    assert recipe.compiles("cpu", "fp32") and not recipe.compiles("cpu", "bf16")
+    assert not recipe.compiles("cuda", "fp32") and not recipe.compiles("cuda", "bf16")
+    assert train.load_recipe(compile=True).compiles("cpu", "bf16")  # asked for: on
+    assert not train.load_recipe(compile="auto", load_in_4bit=True).compiles("cpu", "fp32")
+    assert not train.load_recipe(compile=False).compiles("cpu", "fp32")
+    with pytest.raises(train.RecipeError, match="override: field 'compile' must be true, false"):
+        train.load_recipe(compile="yes")
