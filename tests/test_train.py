@@ -289,6 +289,18 @@ def tiny_llama(vocab: int, **config):
     )
 
 
+def tiny_trainer(tok, out_dir, dtype: str, **changes):
+    """train.build_trainer on a seeded tiny Llama and 8 training rows, the recipe at batch 2 and
+    rank 4 with `changes`."""
+    import torch
+
+    torch.manual_seed(0)
+    tiny = tiny_llama(len(tok), tie_word_embeddings=True)
+    recipe = train.load_recipe(batch=2, rank=4, alpha=8, **changes)
+    rows = train.to_dataset(data.load_split("train", 8), recipe.system_prompt)
+    return train.build_trainer(tiny, tok, rows, None, recipe, out_dir, "cpu", dtype=dtype)
+
+
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
 def test_dtype_switch_trains_with_fp32_adapters(tmp_path, model_dir, dtype):
     """dtype='bf16' (what runtime.compute_dtype picks on a CPU with AMX/AVX512-BF16): the base's
@@ -298,20 +310,7 @@ def test_dtype_switch_trains_with_fp32_adapters(tmp_path, model_dir, dtype):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    torch.manual_seed(0)
-    tiny = tiny_llama(len(tok), tie_word_embeddings=True)
-    recipe = train.load_recipe(steps=2, batch=2, rank=4, alpha=8)
-    rows = data.load_split("train", 8)
-    trainer = train.build_trainer(
-        tiny,
-        tok,
-        train.to_dataset(rows, recipe.system_prompt),
-        None,
-        recipe,
-        tmp_path,
-        "cpu",
-        dtype=dtype,
-    )
+    trainer = tiny_trainer(tok, tmp_path, dtype, steps=2)
     assert trainer.args.bf16 == (dtype == "bf16")
     seen: set = set()
     trainer.model.get_base_model().model.layers[0].mlp.down_proj.register_forward_hook(
@@ -639,26 +638,12 @@ def test_compiled_layers_train_as_eager_ones_and_are_eager_again_after(tmp_path,
     """train.compile_layers: every decoder layer runs compiled while trainer.train() runs (fp32
     here, where inductor's fused kernels keep the eager losses), and plain again once it ends, so
     generation after training does not compile."""
-    import torch
     from transformers import AutoTokenizer, TrainerCallback
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    rows = data.load_split("train", 8)
     losses, compiled_during = {}, []
     for mode in ("eager", "compiled"):
-        torch.manual_seed(0)
-        tiny = tiny_llama(len(tok), tie_word_embeddings=True)
-        recipe = train.load_recipe(steps=3, batch=2, rank=4, alpha=8, compile=mode == "compiled")
-        trainer = train.build_trainer(
-            tiny,
-            tok,
-            train.to_dataset(rows, recipe.system_prompt),
-            None,
-            recipe,
-            tmp_path / mode,
-            "cpu",
-            dtype="fp32",
-        )
+        trainer = tiny_trainer(tok, tmp_path / mode, "fp32", steps=3, compile=mode == "compiled")
         layers = trainer.model.get_base_model().get_decoder().layers
 
         class Seen(TrainerCallback):
