@@ -469,3 +469,27 @@ def drift(after: list[tuple[float, float]], before: list[tuple[float, float]]) -
         "mean_abs_change_nats": moved,
         "heldout_pref_accuracy": acc,
     }
+
+
+# a draw counts for one side when its share of the clean margin kept is this far ahead
+KEPT_MARGIN_LEAD = 0.05
+
+
+def noise_verdict(
+    kept_ipo: list[float], kept_dpo: list[float], cost_ipo: list[float], cost_dpo: list[float]
+) -> tuple[str, int, int]:
+    """'IPO is steadier on noisy preferences', per draw of flipped pairs: (verdict, draws IPO led,
+    draws it trailed)."""
+    if not len(kept_ipo) == len(kept_dpo) == len(cost_ipo) == len(cost_dpo):
+        raise ValueError(
+            f"noise_verdict: {len(kept_ipo)}, {len(kept_dpo)}, {len(cost_ipo)} and "
+            f"{len(cost_dpo)} values: give one kept share and one cost per draw for both methods"
+        )
+    n = len(kept_ipo)
+    ahead = sum(i > d + KEPT_MARGIN_LEAD for i, d in zip(kept_ipo, kept_dpo))
+    behind = sum(d > i + KEPT_MARGIN_LEAD for i, d in zip(kept_ipo, kept_dpo))
+    if n < 2:
+        return "inconclusive (one draw)", ahead, behind
+    if ahead == n and sum(cost_ipo) <= sum(cost_dpo):
+        return "confirmed", ahead, behind
+    return ("refuted" if behind == n else "inconclusive"), ahead, behind

@@ -69,6 +69,35 @@ def test_drift_reads_changes_on_fixed_pairs():
     assert d["mean_abs_change_nats"] == 2.0 and d["heldout_pref_accuracy"] == 0.5
 
 
+def test_noise_verdict_needs_every_draw_and_no_more_accuracy_lost():
+    # the shares kept and accuracy lost of the ablation-size run of 2026-12-05 (LEDGER, "IPO on
+    # noisy preferences, three draws"): IPO against plain DPO, then against DPO + SFT term
+    ipo_kept, ipo_cost = [0.758, 0.784, 0.643], [1 / 32, 1 / 32, 0.0]
+    assert align.noise_verdict(
+        ipo_kept, [0.439, 0.550, 0.495], ipo_cost, [0.0, 2 / 32, 2 / 32]
+    ) == (
+        "confirmed",
+        3,
+        0,
+    )
+    # ahead in every draw but one held-out pair more lost on average
+    assert align.noise_verdict(ipo_kept, [0.652, 0.715, 0.584], ipo_cost, [0.0, 0.0, -1 / 32]) == (
+        "inconclusive",
+        3,
+        0,
+    )
+    # behind in every draw; a lead under 5 points counts for neither side
+    assert align.noise_verdict([0.4, 0.5], [0.6, 0.6], [0.0, 0.0], [0.1, 0.1])[0] == "refuted"
+    assert align.noise_verdict([0.62, 0.5], [0.6, 0.6], [0.0, 0.0], [0.0, 0.0]) == (
+        "inconclusive",
+        0,
+        1,
+    )
+    assert align.noise_verdict([0.9], [0.1], [0.0], [0.5])[0] == "inconclusive (one draw)"
+    with pytest.raises(ValueError, match=r"3, 2, 3 and 3 values"):
+        align.noise_verdict([0.9] * 3, [0.1] * 2, [0.0] * 3, [0.0] * 3)
+
+
 def test_completion_logps_sums_only_the_reply_tokens(model_and_tok):
     model, tok = model_and_tok
     prompt = [{"role": "user", "content": "Say hi."}]

@@ -459,9 +459,15 @@ def check_05(course_dir):
         nz["flipped"] == round(nz["share"] * m["n_pairs"]) > 0 and nz["steps"] == ci["SWEEP_STEPS"]
     )
     assert nz["methods"] == ci["NOISE_METHODS"], nz["methods"]
-    assert set(nz["arms"]) == {
-        f"{meth} {d}" for meth in nz["methods"] for d in ("clean", f"{nz['share']:.0%} flipped")
-    }
+    assert nz["draws"] == ci.get("N_NOISE_DRAWS", 1), nz["draws"]
+    flipped = [f"{nz['share']:.0%} flipped #{k}" for k in range(nz["draws"])]
+    assert set(nz["arms"]) == {f"{meth} {d}" for meth in nz["methods"] for d in ["clean", *flipped]}
+    for meth in nz["methods"]:
+        # one cost and one kept share per draw
+        assert len(nz["cost"][meth]) == len(nz["margin_kept"][meth]) == nz["draws"], meth
+    assert set(nz["verdict"]) == (
+        {"DPO", "plain DPO"} & set(nz["methods"]) if "IPO" in nz["methods"] else set()
+    )
     for name, arm in nz["arms"].items():
         assert 0 <= arm["heldout_pref_accuracy"] <= 1, (name, arm)
     if "DPO" in nz["methods"]:

@@ -165,6 +165,7 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
         (4, "GRPO_CHANGES", {"steps": 4}),
         (4, "SIBLINGS", ["IPO", "SimPO"]),
         (4, "NOISE_METHODS", ["DPO", "SimPO"]),
+        (4, "N_NOISE_DRAWS", 0),
         # the sweep compares with the main DPO run saved at that step
         (4, "SWEEP_STEPS", 1000),
         # the GRPO arms compare with the main run saved at that step
