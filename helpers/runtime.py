@@ -72,11 +72,16 @@ def pick_backend(device: str) -> tuple[str, str]:
 
 
 def set_threads(n: int | None = None) -> int:
-    """Set torch's CPU threads deliberately (default: min(2, cores), or $WORKBOOK_THREADS)."""
+    """Set torch's CPU threads deliberately (default: min(2, cores), or $WORKBOOK_THREADS), and
+    the fast tokenizers' pool off unless $TOKENIZERS_PARALLELISM says otherwise."""
     import torch
 
     n = n or int(os.environ.get("WORKBOOK_THREADS", "0")) or min(2, os.cpu_count() or 1)
     torch.set_num_threads(n)
+    # left on, the tokenizers' Rust pool slowed the training steps that follow in the same
+    # kernel: notebook 05's reply SFT took 3.6 s a step without this and 2.5 s with it (LEDGER,
+    # "The tokenizers' thread pool")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return n
 
 

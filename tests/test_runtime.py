@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -332,3 +333,12 @@ def test_training_attention_takes_the_math_kernel_only_under_grad_and_matches_sd
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         ours(input_ids=ids, attention_mask=mask)
     assert seen == [(False, True)] * 2  # no gradients: the default kernels
+
+
+def test_set_threads_turns_the_tokenizers_pool_off_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    runtime.set_threads(1)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    runtime.set_threads(1)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
