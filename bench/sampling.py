@@ -7,11 +7,10 @@ align.sample does by default, in one run, on the same tickets.
     python bench/sampling.py --course runs/<run>   # the adapter of that course run
 
 "transformers": generate(do_sample=True), whose torch.multinomial draws an exponential number for
-every vocabulary entry of every row at every step, with LoRA's A and B multiplied apart.
-"fast": align.InverseCdfSampler (one uniform number a row, read through the cumulative
-distribution) and, under bf16 autocast, the adapter folded into bf16 copies of the weights as a
-merge would (runtime.decode_layout(fold=True)). The two draw different random streams, so their
-samples differ; both should be about as often right (pass@1 below, against the gold labels).
+every vocabulary entry of every row at every step. "fast": align.InverseCdfSampler (one uniform
+number a row, read through the cumulative distribution). Both decode the same model the same way;
+they draw different random streams, so their samples differ, and both should be about as often
+right (pass@1 below, against the gold labels).
 The script prints the machine, the matmul peaks, one sampling step's kernel cost both ways, then
 the end-to-end times (arms alternated, best of --rounds) and their ratio.
 """

@@ -382,8 +382,8 @@ def sample(
     fast: bool = True,
 ) -> list[list[str]]:
     """k sampled completions per conversation (for pass@k), seeded, left-padded balanced batches
-    (runtime.GEN_ROWS); fast=False samples as transformers does, adapter unfolded
-    (bench/sampling.py compares)."""
+    (runtime.GEN_ROWS); fast=False samples through transformers' torch.multinomial instead of
+    InverseCdfSampler (bench/sampling.py compares)."""
     from helpers.runtime import GEN_ROWS, autocast, decode_layout, generation_dtype, row_batches
 
     torch.manual_seed(seed)
@@ -392,8 +392,7 @@ def sample(
     convs = [c for c in conversations for _ in range(k)]
     flat: list[str] = []
     batches = row_batches(len(convs), batch_size or GEN_ROWS)
-    # LoRA folded in: a PeftModel samples as its merged model would (05 scores greedy merged)
-    with decode_layout(model, amp, len(batches[0]) if batches else 0, fold=fast):
+    with decode_layout(model, amp, len(batches[0]) if batches else 0):
         for span in tqdm(batches, desc=f"sample k={k}", leave=False):
             texts = [
                 tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)

@@ -259,15 +259,14 @@ def _transposed_forward(self, x, *args, **kwargs):
 
 
 def _bf16_forward(self, x, *args, **kwargs):
-    """A linear layer's forward (a LoRA layer's with its adapter folded in) through bf16 copies of
-    its weight and bias, taken once: under CPU bf16 autocast the same product autocast computes (it
-    rounds the fp32 weight to bf16 on every call), without that call's cast; in fp32 outside
-    autocast."""
+    """A plain linear layer's forward through bf16 copies of its weight and bias, taken once: under
+    CPU bf16 autocast the same product autocast computes (it rounds the fp32 weight to bf16 on
+    every call), without that call's cast; the plain forward outside autocast."""
     import torch
 
     if torch.is_autocast_enabled("cpu"):
         return torch.nn.functional.linear(x, self._decode_w16, self._decode_b16)
-    return torch.nn.functional.linear(x, *self._decode_fp32)
+    return torch.nn.functional.linear(x, self.weight, self.bias)
 
 
 def _decode_weight(mod):
@@ -302,7 +301,7 @@ BF16_PRECAST = True  # decode_layout's bf16 weight copies (bench/decode_layout.p
 
 
 @contextmanager
-def decode_layout(model, dtype: str = "fp32", rows: int = 16, fold: bool = False):
+def decode_layout(model, dtype: str = "fp32", rows: int = 16):
     """For fast decoding on a CPU, inside the block:
     - fp32: every fp32 linear layer (a LoRA layer with its adapter folded in, as a merge would)
       multiplies by a contiguous transposed copy of its weight, where this machine measures that
@@ -314,10 +313,7 @@ def decode_layout(model, dtype: str = "fp32", rows: int = 16, fold: bool = False
       call of every decoding step: the same rounding, so the same outputs bit for bit. Measured on
       the AVX512-BF16 EPYC (2026-12-03, notebook 04's CI adapter merged, held-out tickets in one
       batch): 1.4x faster at 4 rows, 1.2x at 16, no gain at 50 (bench/decode_layout.py --bf16).
-      BF16_PRECAST = False turns it off. With fold=True a PEFT LoRA layer instead multiplies by
-      a bf16 copy of W + scale * B @ A, the weight a merge gives, so a PeftModel decodes bit for
-      bit as its merged model does, without LoRA's two small products a layer (align.sample:
-      1.33x faster sampling of notebook 04's adapter, 192 rows in batches of 64).
+      BF16_PRECAST = False turns it off.
 
     Inference only (the copies are taken on entry and dropped on exit, so training between blocks is
     seen); a no-op on GPUs. Yields the number of layers patched.
@@ -338,19 +334,13 @@ def decode_layout(model, dtype: str = "fp32", rows: int = 16, fold: bool = False
         if dtype == "bf16" and on_cpu and BF16_PRECAST:
             with torch.no_grad():
                 for mod in model.modules():
-                    if id(mod) in inside:
-                        continue
-                    lora = fold and type(mod) is not torch.nn.Linear
-                    wb = _decode_weight(mod) if lora or type(mod) is torch.nn.Linear else None
-                    if wb is None:
-                        continue
-                    if lora:  # its base layer and LoRA's A and B are not patched on their own
-                        inside.update(id(m) for m in mod.modules())
-                    mod._decode_w16 = wb[0].to(torch.bfloat16)
-                    mod._decode_b16 = None if wb[1] is None else wb[1].to(torch.bfloat16)
-                    mod._decode_fp32 = wb
-                    mod.forward = types.MethodType(_bf16_forward, mod)
-                    patched.append(mod)
+                    if type(mod) is torch.nn.Linear and mod.weight.dtype == torch.float32:
+                        mod._decode_w16 = mod.weight.detach().to(torch.bfloat16)
+                        mod._decode_b16 = (
+                            None if mod.bias is None else mod.bias.detach().to(torch.bfloat16)
+                        )
+                        mod.forward = types.MethodType(_bf16_forward, mod)
+                        patched.append(mod)
         elif use:
             with torch.no_grad():
                 for mod in model.modules():
@@ -364,7 +354,7 @@ def decode_layout(model, dtype: str = "fp32", rows: int = 16, fold: bool = False
     finally:
         for mod in patched:
             del mod.forward
-            for name in ("_decode_wt", "_decode_b", "_decode_w16", "_decode_b16", "_decode_fp32"):
+            for name in ("_decode_wt", "_decode_b", "_decode_w16", "_decode_b16"):
                 mod.__dict__.pop(name, None)
         model.__dict__.pop("_decode_layout_entered", None)
 

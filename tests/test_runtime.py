@@ -342,38 +342,3 @@ def test_set_threads_turns_the_tokenizers_pool_off_unless_the_user_chose(monkeyp
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
     runtime.set_threads(1)
     assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
-
-
-def test_bf16_decode_with_fold_equals_the_merged_model_bit_for_bit():
-    """fold=True: under CPU bf16 autocast a PeftModel's logits and greedy tokens equal those of
-    its merged model (plain nn.Linear layers) exactly, LoRA's A and B are not patched on their
-    own, fp32 outside autocast keeps the adapter, and every layer is restored on exit."""
-    import copy
-
-    import torch
-
-    model = _tiny_lora_model()
-    merged = copy.deepcopy(model).merge_and_unload().eval()
-    ids = torch.randint(0, 64, (3, 9))
-    kw = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
-    with torch.no_grad():
-        plain_fp32 = model(ids).logits
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            peft_plain = model(ids).logits
-            want = merged(ids).logits
-            want_gen = merged.generate(input_ids=ids, **kw)
-        with runtime.decode_layout(model, "bf16", rows=3, fold=True) as n:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                fast = model(ids).logits
-                fast_gen = model.generate(input_ids=ids, **kw)
-            outside = model(ids).logits
-    # 7 LoRA layers in each of 2 blocks (each patched once, its A and B not), and the lm_head
-    assert n == 2 * 7 + 1
-    assert torch.equal(fast, want) and torch.equal(fast_gen, want_gen)
-    # unfolded bf16 rounds differently, so the fold is what is tested
-    assert not torch.equal(peft_plain, want)
-    # fp32 outside autocast: the folded weight, equal to the plain adapter up to fp32 rounding
-    assert (outside - plain_fp32).abs().max() < 1e-4
-    assert not any("_decode_fp32" in m.__dict__ or "forward" in m.__dict__ for m in model.modules())
-    with torch.no_grad():
-        assert torch.equal(model(ids).logits, plain_fp32)
