@@ -392,6 +392,12 @@ def sample(
     convs = [c for c in conversations for _ in range(k)]
     flat: list[str] = []
     batches = row_batches(len(convs), batch_size or GEN_ROWS)
+    # greedy over scores that keep only the token InverseCdfSampler drew: sampling
+    how = (
+        {"do_sample": False, "logits_processor": [InverseCdfSampler(temperature)]}
+        if fast
+        else {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+    )
     with decode_layout(model, amp, len(batches[0]) if batches else 0):
         for span in tqdm(batches, desc=f"sample k={k}", leave=False):
             texts = [
@@ -402,12 +408,6 @@ def sample(
                 model.device
             )
             with torch.inference_mode(), autocast(amp, model.device.type):
-                # greedy over scores that keep only the token InverseCdfSampler drew: sampling
-                how = (
-                    {"do_sample": False, "logits_processor": [InverseCdfSampler(temperature)]}
-                    if fast
-                    else {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
-                )
                 gen = model.generate(
                     **enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **how
                 )
