@@ -10,11 +10,12 @@ this machine's own matmul peak in the arm's dtype (fp32, or bf16 where the CPU h
 measured by this script in the same run. The recipe's arms train as the course does by default:
 on a bf16 CPU, SDPA's math kernel wherever gradients flow (runtime.attention_impl); TRL's arm keeps
 plain SDPA, TRL's own. Where the recipe trains in bf16 on a CPU, one more arm trains it with plain
-SDPA (WORKBOOK_ATTENTION=sdpa), to price that switch. The recipe compiles its decoder layers in
-fp32 only (compile: auto); one arm trains fp32 with eager layers and, where the recipe trains in
-bf16, one compiles them there, to price that switch both ways (the warm-up steps pay the compile,
-and each arm's first step is reported). Then it prints the ratios. Seconds drift on
-a shared machine; the ratios, taken minutes apart in one run, are what to read.
+SDPA (WORKBOOK_ATTENTION=sdpa), to price that switch, and one more without train.frozen_bf16_on_cpu
+(autocast then rounds the frozen base to bf16 at every forward), to price that one. The recipe
+compiles its decoder layers in fp32 only (compile: auto); one arm trains fp32 with eager layers
+and, where the recipe trains in bf16, one compiles them there, to price that switch both ways (the
+warm-up steps pay the compile, and each arm's first step is reported). Then it prints the ratios.
+Seconds drift on a shared machine; the ratios, taken minutes apart in one run, are what to read.
 
 Model FLOPs per non-pad token are counted for what LoRA training really computes: a forward (2 FLOPs
 per weight) and a backward to the activations (2 more) through every frozen linear layer, the LM
@@ -105,6 +106,11 @@ def arms(recipe: train.SFTRecipe) -> dict[str, dict]:
             "dtype": "auto",
             "attention": "sdpa",
         }
+        # autocast rounding the frozen base at every forward, against once per run
+        found["course recipe, frozen weights cast per step"] = {
+            **found["course recipe"],
+            "frozen_copies": False,
+        }
     return found
 
 
@@ -140,6 +146,8 @@ def run_arm(name: str, steps: int, rows_path: Path, out: Path) -> dict:
     if spec["config"] != "trl":
         # the course's switch: TRL's LM head scores only the answer positions on CPU
         train.compact_lm_head_on_cpu()
+        if spec.get("frozen_copies", True):  # in bf16, the frozen base rounded once per run
+            train.frozen_bf16_on_cpu()
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -262,6 +270,12 @@ def main(argv: list[str]) -> int:
         print(
             f"course recipe ({ours['attention']}) / plain SDPA attention: "
             f"{ours['examples_per_s'] / plain:.2f}x examples/s"
+        )
+    if "course recipe, frozen weights cast per step" in by_name:
+        per_step = by_name["course recipe, frozen weights cast per step"]["examples_per_s"]
+        print(
+            f"course recipe (frozen base rounded once) / rounded at every forward: "
+            f"{ours['examples_per_s'] / per_step:.2f}x examples/s"
         )
     fp32 = by_name.get("course recipe, fp32", ours)
     pairs = [(fp32, by_name["course recipe, fp32, eager layers"])]

@@ -482,6 +482,34 @@ def compact_lm_head_on_cpu() -> bool:
     return True
 
 
+def frozen_bf16_on_cpu() -> bool:
+    """Give every trainer created from now on a callback that holds runtime.frozen_bf16_copies for
+    the length of train() when it trains under bf16 autocast on a CPU (the frozen base's weights
+    rounded to bf16 once, not at every forward; bit for bit the same step). Returns whether this
+    machine trains that way (runtime.compute_dtype)."""
+    import transformers.trainer as hf_trainer
+    from transformers import TrainerCallback
+
+    from helpers.runtime import compute_dtype, frozen_bf16_copies
+
+    class FrozenBf16Copies(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            self.held = None
+            if args.bf16 and model is not None and next(model.parameters()).device.type == "cpu":
+                self.held = frozen_bf16_copies(model)
+                self.held.__enter__()
+
+        def on_train_end(self, args, state, control, **kw):
+            if getattr(self, "held", None) is not None:
+                self.held.__exit__(None, None, None)
+                self.held = None
+
+    if not any(getattr(c, "frozen_bf16", False) for c in hf_trainer.DEFAULT_CALLBACKS):
+        FrozenBf16Copies.frozen_bf16 = True
+        hf_trainer.DEFAULT_CALLBACKS.append(FrozenBf16Copies)
+    return compute_dtype("cpu")[0] == "bf16"
+
+
 # Training sets as SFTTrainer tokenized them, by content: section 8's arms train on the same rows
 # many times, and TRL skips tokenizing a set that already has input_ids.
 _PREPARED: dict[str, object] = {}
@@ -512,6 +540,7 @@ def build_trainer(
     from helpers.runtime import compute_dtype
 
     compact_lm_head_on_cpu()
+    frozen_bf16_on_cpu()
     key = prepared_key(train_ds, tok, recipe)
     trainer = SFTTrainer(
         model=model,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import types
 
 import pytest
 
@@ -240,6 +242,77 @@ def test_bf16_decode_precasts_every_linear_and_changes_no_bit():
     assert (plain.float() - plain_fp32).abs().max() > 0  # bf16 rounding is in play, so it is tested
     assert torch.equal(outside, plain_fp32)
     assert not any("_decode_w16" in m.__dict__ or "forward" in m.__dict__ for m in model.modules())
+
+
+def _train_steps(model, ids, steps: int = 3, copies: bool = False):
+    """Losses and the trainable weights after `steps` AdamW steps under CPU bf16 autocast."""
+    import torch
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    with runtime.frozen_bf16_copies(model) if copies else contextlib.nullcontext():
+        for _ in range(steps):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+    return losses, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_frozen_bf16_copies_train_bit_for_bit_as_autocast_and_restore():
+    """Training under CPU bf16 autocast with the frozen layers' bf16 copies gives the same losses
+    and adapter weights, bit for bit, as autocast's own casts; only frozen plain layers (not LoRA's
+    A and B, not the LM head) get a copy; on exit every layer is restored, so a change to a weight
+    after training (a merge) is seen."""
+    import torch
+
+    ids = torch.randint(0, 64, (4, 10), generator=torch.Generator().manual_seed(1))
+    plain_losses, plain_w = _train_steps(_tiny_lora_model().train(), ids)
+    model = _tiny_lora_model().train()
+    with runtime.frozen_bf16_copies(model) as n:
+        patched = [m for m in model.modules() if "forward" in m.__dict__]
+        # a GRPO rollout inside training: decode_layout leaves the held copies alone
+        with runtime.decode_layout(model, "bf16", rows=4) as n_decode:
+            pass
+        assert all("forward" in m.__dict__ for m in patched)
+    fast_losses, fast_w = _train_steps(_tiny_lora_model().train(), ids, copies=True)
+    # the 7 frozen base layers of a block, 2 blocks; LoRA's A and B train, the LM head is skipped
+    assert n == 2 * 7 and n_decode == 2 * 7 * 2 + 1
+    assert all(not m.weight.requires_grad for m in patched)
+    assert fast_losses == plain_losses and plain_losses[0] != plain_losses[-1]
+    assert all(torch.equal(fast_w[k], plain_w[k]) for k in plain_w)
+    assert not any("_decode_w16" in m.__dict__ or "forward" in m.__dict__ for m in model.modules())
+    # restored: a weight changed in place after the block is what the layer computes with
+    layer = patched[0]
+    x = torch.randn(2, layer.in_features)
+    with torch.no_grad():
+        layer.weight.mul_(2.0)
+        assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
+def test_frozen_bf16_callback_holds_copies_for_bf16_training_only(monkeypatch):
+    """The callback train.frozen_bf16_on_cpu registers (once, however often it is called) holds
+    the copies from on_train_begin to on_train_end when the trainer trains in bf16, and does nothing
+    in fp32."""
+    import transformers.trainer as hf_trainer
+
+    from helpers import train
+
+    monkeypatch.setattr(hf_trainer, "DEFAULT_CALLBACKS", list(hf_trainer.DEFAULT_CALLBACKS))
+    train.frozen_bf16_on_cpu()
+    train.frozen_bf16_on_cpu()
+    mine = [c for c in hf_trainer.DEFAULT_CALLBACKS if getattr(c, "frozen_bf16", False)]
+    assert len(mine) == 1
+    model = _tiny_lora_model()
+    for bf16, expected in ((True, 14), (False, 0)):
+        cb = mine[0]()
+        args = types.SimpleNamespace(bf16=bf16)
+        cb.on_train_begin(args, None, None, model=model)
+        assert sum("_decode_w16" in m.__dict__ for m in model.modules()) == expected
+        cb.on_train_end(args, None, None, model=model)
+        assert not any("forward" in m.__dict__ for m in model.modules())
 
 
 def test_fast_generate_patches_inside_generate_only_and_defers_to_an_outer_block(monkeypatch):
