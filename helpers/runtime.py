@@ -269,6 +269,24 @@ def _bf16_forward(self, x, *args, **kwargs):
     return torch.nn.functional.linear(x, self.weight, self.bias)
 
 
+def _give_bf16_copy(mod) -> None:
+    """Make a plain nn.Linear run _bf16_forward over bf16 copies of its weight and bias."""
+    import types
+
+    import torch
+
+    mod._decode_w16 = mod.weight.detach().to(torch.bfloat16)
+    mod._decode_b16 = None if mod.bias is None else mod.bias.detach().to(torch.bfloat16)
+    mod.forward = types.MethodType(_bf16_forward, mod)
+
+
+def _drop_patch(mod) -> None:
+    """Undo _give_bf16_copy or decode_layout's transposed layout: the class's forward again."""
+    del mod.forward
+    for name in ("_decode_wt", "_decode_b", "_decode_w16", "_decode_b16"):
+        mod.__dict__.pop(name, None)
+
+
 def _decode_weight(mod):
     """(weight, bias) a layer computes with: a plain fp32 nn.Linear, or a PEFT LoRA layer over
     one with its active plain-LoRA adapters folded in (W + scale * B @ A, as merging does); None
@@ -340,11 +358,7 @@ def decode_layout(model, dtype: str = "fp32", rows: int = 16):
                         and mod.weight.dtype == torch.float32
                         and "forward" not in mod.__dict__
                     ):
-                        mod._decode_w16 = mod.weight.detach().to(torch.bfloat16)
-                        mod._decode_b16 = (
-                            None if mod.bias is None else mod.bias.detach().to(torch.bfloat16)
-                        )
-                        mod.forward = types.MethodType(_bf16_forward, mod)
+                        _give_bf16_copy(mod)
                         patched.append(mod)
         elif use:
             with torch.no_grad():
@@ -362,9 +376,7 @@ def decode_layout(model, dtype: str = "fp32", rows: int = 16):
         yield len(patched)
     finally:
         for mod in patched:
-            del mod.forward
-            for name in ("_decode_wt", "_decode_b", "_decode_w16", "_decode_b16"):
-                mod.__dict__.pop(name, None)
+            _drop_patch(mod)
         model.__dict__.pop("_decode_layout_entered", None)
 
 
@@ -377,8 +389,6 @@ def frozen_bf16_copies(model):
     (tests/test_runtime.py); 0.88-0.91x the time of a recipe step on the AMX Xeon (LEDGER, "Frozen
     weights rounded once"). Outside autocast the layer runs as before. The copies go on exit, so
     a merge after training is seen. Yields the number of layers given a copy."""
-    import types
-
     import torch
 
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -394,18 +404,12 @@ def frozen_bf16_copies(model):
                     and not mod.weight.requires_grad
                     and "forward" not in mod.__dict__
                 ):
-                    mod._decode_w16 = mod.weight.detach().to(torch.bfloat16)
-                    mod._decode_b16 = (
-                        None if mod.bias is None else mod.bias.detach().to(torch.bfloat16)
-                    )
-                    mod.forward = types.MethodType(_bf16_forward, mod)
+                    _give_bf16_copy(mod)
                     patched.append(mod)
         yield len(patched)
     finally:
         for mod in patched:
-            del mod.forward
-            mod.__dict__.pop("_decode_w16", None)
-            mod.__dict__.pop("_decode_b16", None)
+            _drop_patch(mod)
 
 
 def fast_generate(model):
