@@ -412,6 +412,15 @@ def frozen_bf16_copies(model):
             _drop_patch(mod)
 
 
+def drop_bf16_copies(model) -> int:
+    """Drop every bf16 weight copy a layer still holds (a training run interrupted inside
+    frozen_bf16_copies keeps them), before weights change in place (a merge); returns how many."""
+    held = [m for m in model.modules() if "_decode_w16" in m.__dict__ and "forward" in m.__dict__]
+    for mod in held:
+        _drop_patch(mod)
+    return len(held)
+
+
 def fast_generate(model):
     """Route model.generate through decode_layout, for generation inside trainers (GRPO's
     rollouts); returns model."""

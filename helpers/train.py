@@ -486,11 +486,11 @@ def frozen_bf16_on_cpu() -> bool:
     """Give every trainer created from now on a callback that holds runtime.frozen_bf16_copies for
     the length of train() when it trains under bf16 autocast on a CPU (the frozen base's weights
     rounded to bf16 once, not at every forward; bit for bit the same step). Returns whether this
-    machine trains that way (runtime.compute_dtype)."""
+    machine trains that way: on its CPU (no CUDA), in bf16 (runtime.compute_dtype)."""
     import transformers.trainer as hf_trainer
     from transformers import TrainerCallback
 
-    from helpers.runtime import compute_dtype, frozen_bf16_copies
+    from helpers.runtime import compute_dtype, frozen_bf16_copies, pick_device
 
     class FrozenBf16Copies(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kw):
@@ -507,7 +507,7 @@ def frozen_bf16_on_cpu() -> bool:
     if not any(getattr(c, "frozen_bf16", False) for c in hf_trainer.DEFAULT_CALLBACKS):
         FrozenBf16Copies.frozen_bf16 = True
         hf_trainer.DEFAULT_CALLBACKS.append(FrozenBf16Copies)
-    return compute_dtype("cpu")[0] == "bf16"
+    return pick_device() == "cpu" and compute_dtype("cpu")[0] == "bf16"
 
 
 # Training sets as SFTTrainer tokenized them, by content: section 8's arms train on the same rows
@@ -666,6 +666,7 @@ def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None, trained
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from helpers.models import with_adapter
+    from helpers.runtime import drop_bf16_copies
 
     base = trained.get_base_model() if trained is not None else None
     if (
@@ -673,6 +674,7 @@ def merge(base_dir: str, adapter_dir: Path, out_dir: Path | None = None, trained
         and base.dtype == torch.float32
         and not getattr(base, "is_loaded_in_4bit", False)
     ):
+        drop_bf16_copies(trained)  # an interrupted bf16 run's copies would outlive the merge
         model = trained.merge_and_unload().eval()
     else:
         # fp32 on a GPU too: deploy full precision

@@ -292,6 +292,24 @@ def test_frozen_bf16_copies_train_bit_for_bit_as_autocast_and_restore():
         assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
 
 
+def test_an_interrupted_runs_copies_are_dropped_before_a_merge():
+    """A run interrupted inside frozen_bf16_copies leaves the copies; drop_bf16_copies (which
+    train.merge calls before folding the adapter in) removes them, so the merged layers compute
+    with the merged weights under autocast, not with the stale copies."""
+    import torch
+
+    model = _tiny_lora_model()
+    interrupted = runtime.frozen_bf16_copies(model)
+    assert interrupted.__enter__() == 14  # no __exit__: a KeyboardInterrupt in train()
+    assert runtime.drop_bf16_copies(model) == 14
+    merged = model.merge_and_unload()
+    layer = merged.model.layers[0].self_attn.q_proj
+    x = torch.randn(2, layer.in_features)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    assert not any("_decode_w16" in m.__dict__ for m in merged.modules())
+
+
 def test_frozen_bf16_callback_holds_copies_for_bf16_training_only(monkeypatch):
     """The callback train.frozen_bf16_on_cpu registers (once, however often it is called) holds
     the copies from on_train_begin to on_train_end when the trainer trains in bf16, and does nothing
