@@ -143,6 +143,11 @@ def test_upsample_repeats_rare_long_and_ambiguous():
     counts = {r["id"]: sum(o["id"] == r["id"] for o in out) for r in rows}
     assert info["rare_intents"] == ["account_access"]
     assert all(counts[f"r{i}"] == 2 for i in (3, 5, 16, 17, 18, 19)) and counts["r0"] == 1
+    assert info["rows_tagged"] == 6 and info["rows_after"] == len(out) == 26
+    # factor 1 (the course's default): every row once, shuffled; the hard ones are still counted
+    once, info1 = cu.upsample(rows, ambiguous={"r3"}, factor=1, seed=0)
+    assert sorted(r["id"] for r in once) == sorted(r["id"] for r in rows)
+    assert info1["rows_tagged"] == 6 and info1["factor"] == 1 and info1["rows_after"] == 20
 
 
 def test_version_hash_changes_with_content():

@@ -132,7 +132,14 @@ def check_02(course_dir):
     assert m["label_noise_left"] < 0.01 < m["label_noise_raw"]
     assert m["remaining_defects"]["pii_values_visible"] == 0
     curated = data.read_jsonl(run / "curated_train.jsonl")[0]
-    assert len(curated) == m["train_rows"] > m["train_rows_before_upsampling"]
+    ups = m["upsampling"]
+    assert ups["rows_before"] == m["train_rows_before_upsampling"] and ups["rows_tagged"] > 0
+    # every hard row appears `factor` times, every other row once
+    assert (
+        len(curated)
+        == m["train_rows"]
+        == (m["train_rows_before_upsampling"] + (ups["factor"] - 1) * ups["rows_tagged"])
+    )
     assert (
         len(data.read_jsonl(run / "raw_train.jsonl", strict=False)[0])
         > m["train_rows_before_upsampling"]

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from helpers import course, models
+from helpers import course, curation, models
 
 NOTEBOOKS = course.notebooks()
 # full, ci, ablation and the GPU profiles (t4, rtx4090: sizes cells only here)
@@ -185,3 +185,14 @@ def test_other_profiles_change_only_sizes_and_steps(nb, profile):
 def test_a_choice_the_notebook_cannot_run_fails_before_training(nb_index, param, value):
     with pytest.raises(ValueError, match=re.escape(f"{param}={value}")):
         run_sizes(course.notebooks()[nb_index], {param: value})
+
+
+def test_notebook_02_defaults_match_the_pipelines():
+    """Notebook 04 curates on its own with `curation.curate`'s defaults when notebook 02's rows are
+    missing, so notebook 02's parameters must give the same rows."""
+    nb02 = next(nb for nb in NOTEBOOKS if nb.stem == "02_data_curation")
+    defaults = learner_defaults(nb02)
+    assert (defaults["UPSAMPLE"], defaults["AUDIT_THRESHOLD"]) == (
+        curation.UPSAMPLE_FACTOR,
+        curation.AUDIT_THRESHOLD,
+    ), "notebook 02's UPSAMPLE / AUDIT_THRESHOLD differ from helpers.curation's defaults"
