@@ -144,7 +144,7 @@ def test_upsample_repeats_rare_long_and_ambiguous():
     assert info["rare_intents"] == ["account_access"]
     assert all(counts[f"r{i}"] == 2 for i in (3, 5, 16, 17, 18, 19)) and counts["r0"] == 1
     assert info["rows_tagged"] == 6 and info["rows_after"] == len(out) == 26
-    # factor 1 (the course's default): every row once, shuffled; the hard ones are still counted
+    # factor 1 (notebook 02's UPSAMPLE = 1): every row once, shuffled; the hard ones still counted
     once, info1 = cu.upsample(rows, ambiguous={"r3"}, factor=1, seed=0)
     assert sorted(r["id"] for r in once) == sorted(r["id"] for r in rows)
     assert info1["rows_tagged"] == 6 and info1["factor"] == 1 and info1["rows_after"] == 20

@@ -8,6 +8,7 @@ A learner parameter the data cannot supply must fail here, naming the parameter,
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 
 import nbformat
@@ -192,7 +193,16 @@ def test_notebook_02_defaults_match_the_pipelines():
     missing, so notebook 02's parameters must give the same rows."""
     nb02 = next(nb for nb in NOTEBOOKS if nb.stem == "02_data_curation")
     defaults = learner_defaults(nb02)
-    assert (defaults["UPSAMPLE"], defaults["AUDIT_THRESHOLD"]) == (
-        curation.UPSAMPLE_FACTOR,
-        curation.AUDIT_THRESHOLD,
-    ), "notebook 02's UPSAMPLE / AUDIT_THRESHOLD differ from helpers.curation's defaults"
+    curate = inspect.signature(curation.curate).parameters
+    for param, arg in {
+        "SEED": "seed",
+        "NEAR_METHOD": "near_method",
+        "NEAR_THRESHOLD": "near_threshold",
+        "AUDIT_THRESHOLD": "audit_threshold",
+        "EVAL_FRAC": "eval_frac",
+        "UPSAMPLE": "factor",
+    }.items():
+        assert defaults[param] == curate[arg].default, (
+            f"notebook 02's {param}={defaults[param]!r} differs from curation.curate's "
+            f"{arg}={curate[arg].default!r}"
+        )
