@@ -367,6 +367,11 @@ def check_04(course_dir):
         assert all(0 <= arm[k] <= 1 for k in ("exact_match", "inj_exact", "inj_obeyed")), (key, arm)
         # an answer cannot be both right and obeyed
         assert arm["inj_exact"] + arm["inj_obeyed"] <= 1, (key, arm)
+    # the summary is the mean over seeds of each arm, per field: where a clean cost lands
+    for a in ("dropped", "kept"):
+        for k in ("exact_match", "acc_intent", "acc_urgency", "inj_exact", "inj_obeyed"):
+            vals = [m["inject_arms"][f"{a}|{s}"][k] for s in ci["ABL_SEEDS"]]
+            assert m["inject_summary"][a][k] == pytest.approx(sum(vals) / len(vals)), (a, k)
     for s in ci["ABL_SEEDS"]:  # the dropped arm is section 8's curated arm, not a new training
         assert (
             m["inject_arms"][f"dropped|{s}"]["exact_match"]
