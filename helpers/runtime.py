@@ -508,8 +508,10 @@ def matmul_gflops(n: int = 1024, dtype: str = "float32", seconds: float = 0.5) -
 
     import torch
 
-    a = torch.randn(n, n, dtype=getattr(torch, dtype))
-    b = torch.randn(n, n, dtype=getattr(torch, dtype))
+    # a private generator: machine() runs between a caller's seed and its draws (notebook cells)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
+    b = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
     a @ b  # warm-up: the kernel choice and the first allocation
     reps, t0 = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - t0) < seconds:

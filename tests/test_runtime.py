@@ -447,3 +447,15 @@ def test_measuring_the_layout_gain_leaves_the_callers_random_stream_alone(monkey
     torch.manual_seed(7)
     assert runtime.small_batch_layout_gain() > 0
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_measuring_the_matmul_speed_leaves_the_callers_random_stream_alone():
+    """runtime.machine() times a matmul on random matrices; those must not come from torch's
+    global generator, or a seed set before the environment line no longer fixes what follows."""
+    import torch
+
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    assert runtime.matmul_gflops(n=64, seconds=0.01) > 0
+    assert torch.equal(torch.rand(3), expected)
