@@ -520,7 +520,9 @@ def check_05(course_dir):
     ga = g["gold_answer"]
     assert all(len(ga[p][w]["logps"]) == g["fixed_set_size"] for p in ga for w in ga[p]), ga
     assert ga["trained"]["after"]["mean_logp"] > ga["trained"]["before"]["mean_logp"], ga
-    # issue 19: GRPO does no harm; CI's 50 tickets allow a drop of at most 6 points (3 tickets)
+    # issue 19: GRPO does no harm; a drop of at most 6 points, on all 200 held-out tickets (12
+    # tickets). Three GRPO seeds from one CI adapter moved the first 50 by -8, -4 and +4 points and
+    # all 200 by -4, 0 and 0 (LEDGER, "GRPO at CI"), so 50 tickets left a pass to chance
     assert g["report"]["GRPO"]["exact_match"] >= g["report"]["SFT"]["exact_match"] - 0.06 - 1e-9, g[
         "report"
     ]
