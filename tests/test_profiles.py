@@ -206,3 +206,21 @@ def test_notebook_02_defaults_match_the_pipelines():
             f"notebook 02's {param}={defaults[param]!r} differs from curation.curate's "
             f"{arg}={curate[arg].default!r}"
         )
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(nb):
+    """papermill's parser skips a line it cannot read (a comment holding ' = ' did, in notebook
+    05): `papermill --help-notebook` then omits the parameter and `make course` warns."""
+    from papermill.inspection import inspect_notebook
+
+    (params,) = tagged(nb, "parameters")
+    names = [
+        t.id
+        for node in ast.parse(params).body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    ]
+    seen = inspect_notebook(str(nb))
+    assert names and [n for n in names if n not in seen] == [], (nb.name, sorted(seen))
