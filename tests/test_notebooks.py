@@ -224,20 +224,24 @@ def check_04(course_dir):
     assert abs(m["double_quant_saving_bits"] - 0.373) < 0.002
     assert 0 < m["loss_token_share"] < 0.6
     after, few = m["after"], m["before"]["few-shot"]
-    # a floor for CI's 80 steps on 50 held-out tickets, from the runs of this recipe (lr 2e-3, seed
-    # 0) on three kinds of machine: 82% / 100% valid (AMX Xeon, bf16), 78% / 100% (EPYC, bf16),
-    # 72% / 96% (EPYC, fp32: two order ids made up from an error code). Issue 18 asked for 75% / 98%
-    # as the floor; the fp32 run is under both, so that floor would fail CI on any machine without
-    # bf16 units (LEDGER, "CI's floor in fp32"). About two binomial sd (6 points for exact, 1.6 for
-    # valid on 50 tickets) under the three runs' mean: a broken recipe, template or schema fails
+    # issue 18's floor for CI's half epoch (155 steps) on 50 held-out tickets. Script runs of this
+    # recipe on the Zen 5 EPYC (2026-12-07) scored 90, 78, 90, 88 and 84% / 100% valid in bf16
+    # (seeds 0-4) and 90% / 100% in fp32 (seed 0); on all 200 tickets 77.5-89.0%. CI's old 80
+    # steps scored 72-82% there and 64-66% in other seeds, so the floor sat at 64% / 94% (LEDGER,
+    # "CI's floor in fp32" and "Half an epoch for CI"). About two sd under the six runs' mean
+    # (86.7%): a broken recipe, template or schema fails
     assert m["n_eval"] == 50 or m["recipe"]["steps"] >= 100
-    assert after["json_valid"] >= 0.94 and after["exact_match"] >= 0.64, after
+    assert after["json_valid"] >= 0.98 and after["exact_match"] >= 0.75, after
     assert after["exact_match"] >= few["exact_match"] + 0.30, (after, few)
     # order ids: copied whenever the ticket has one, never answered null
     ids = m["order_ids"]["eval"]
     assert ids["with_id"] >= 10 and ids["accuracy"] >= 0.98 and ids["null_when_present"] == 0, ids
     # the hand-written probes are scored and the gap is recorded
     assert m["n_probes"] >= 60 and m["probes"]["json_valid"] >= 0.9, m["probes"]
+    # issue 18 asks 65% of the probes of CI's adapter: the six half-epoch runs above scored
+    # 69.7-80.3% (mean 74.2%; the 80-step adapter 54.5-65.2%). Three sd under their mean
+    if m["recipe"]["steps"] >= 155:
+        assert m["probes"]["exact_match"] >= 0.62, m["probes"]
     assert m["probe_gap"] == pytest.approx(after["exact_match"] - m["probes"]["exact_match"])
     # one recipe: the notebook trained with the YAML plus its RECIPE_CHANGES, and the Axolotl export
     # says the same
