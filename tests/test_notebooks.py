@@ -239,9 +239,8 @@ def check_04(course_dir):
     # the hand-written probes are scored and the gap is recorded
     assert m["n_probes"] >= 60 and m["probes"]["json_valid"] >= 0.9, m["probes"]
     # issue 18 asks 65% of the probes of CI's adapter: the six half-epoch runs above scored
-    # 69.7-80.3% (mean 74.2%; the 80-step adapter 54.5-65.2%). Three sd under their mean
-    if m["recipe"]["steps"] >= 155:
-        assert m["probes"]["exact_match"] >= 0.62, m["probes"]
+    # 69.7-80.3% (mean 74.2%; the 80-step adapter 54.5-65.2%). About three sd under their mean
+    assert m["probes"]["exact_match"] >= 0.62, m["probes"]
     assert m["probe_gap"] == pytest.approx(after["exact_match"] - m["probes"]["exact_match"])
     # one recipe: the notebook trained with the YAML plus its RECIPE_CHANGES, and the Axolotl export
     # says the same
