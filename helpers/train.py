@@ -7,6 +7,7 @@ import hashlib
 import json
 import random
 import resource
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -24,6 +25,12 @@ from helpers.runtime import find_artifact
 
 class RecipeError(ValueError):
     """A recipe file or override that does not fit SFTRecipe, named by file and field."""
+
+
+# compile: auto's shortest run. The cold compile took 33-34 s and saved 0.59 s a step on the AMX
+# Xeon (1.22x, eager 3.22 s a step), so it pays after about 58 steps there; on the Zen 5 EPYC it
+# saved nothing (3.22 against 3.18 s a step). A 1-step CI arm or a 40-step ablation arm runs eager.
+COMPILE_MIN_STEPS = 60
 
 
 @dataclass
@@ -70,8 +77,9 @@ class SFTRecipe:
     def compiles(self, device: str, dtype: str) -> bool:
         """Whether to compile the decoder layers while training: 'auto' means on a CPU in fp32,
         where compiled steps gave eager's losses (in bf16 they rounded differently and lost 2-3.5
-        points of held-out exact match in each of three seeds: LEDGER, "Compiled layers")."""
-        auto = device == "cpu" and dtype == "fp32"
+        points of held-out exact match in each of three seeds: LEDGER, "Compiled layers"), and
+        only for a run of COMPILE_MIN_STEPS or more, long enough to earn back the compile."""
+        auto = device == "cpu" and dtype == "fp32" and self.steps >= COMPILE_MIN_STEPS
         on = auto if self.compile == "auto" else bool(self.compile)
         return on and not self.four_bit(device)
 
@@ -582,8 +590,13 @@ def run(trainer) -> dict:
         if torch.cuda.is_available()
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     )
+    took = [clock[s] - clock.get(s - 1, 0.0) for s in sorted(clock)]
     return {
         "seconds": seconds,
+        # the first step pays one-time costs (a compile, oneDNN's first shapes): speeds are read
+        # from the median of the others, or from the one step there is
+        "first_step_seconds": took[0] if took else seconds,
+        "steady_s_per_step": statistics.median(took[1:]) if len(took) > 1 else seconds,
         "tokens": tokens,
         "tokens_per_s": tokens / seconds if seconds else 0.0,
         "peak_memory_gb": peak,

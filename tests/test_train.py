@@ -651,8 +651,16 @@ def test_compiled_layers_train_as_eager_ones_and_are_eager_again_after(tmp_path,
                 compiled_during.append(layers[0]._compiled_call_impl is not None)
 
         trainer.add_callback(Seen())
-        losses[mode] = [loss for _, loss in train.run(trainer)["train_loss"]]
+        stats = train.run(trainer)
+        losses[mode] = [loss for _, loss in stats["train_loss"]]
         assert all(layer._compiled_call_impl is None for layer in layers), mode
+        took = [stats["step_seconds"][1]] + [
+            stats["step_seconds"][s] - stats["step_seconds"][s - 1] for s in (2, 3)
+        ]
+        assert stats["first_step_seconds"] == pytest.approx(took[0])
+        assert stats["steady_s_per_step"] == pytest.approx((took[1] + took[2]) / 2)  # the median
+        if mode == "compiled":  # the compile lands in the first step, not in the speed read-out
+            assert stats["first_step_seconds"] > 3 * stats["steady_s_per_step"], stats
     assert len(losses["compiled"]) == 3
     assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-4), losses
     assert compiled_during == [False] * 3 + [True] * 3  # the eager run, then the compiled one
@@ -661,6 +669,11 @@ def test_compiled_layers_train_as_eager_ones_and_are_eager_again_after(tmp_path,
 def test_compile_is_on_where_measured_and_a_bad_value_is_named():
     recipe = train.load_recipe(compile="auto")
     assert recipe.compiles("cpu", "fp32") and not recipe.compiles("cpu", "bf16")
+    # auto: only a run long enough to earn the compile back; a 1-step or 40-step arm runs eager
+    short = train.load_recipe(compile="auto", steps=train.COMPILE_MIN_STEPS - 1)
+    assert not short.compiles("cpu", "fp32")
+    assert train.load_recipe(compile="auto", steps=train.COMPILE_MIN_STEPS).compiles("cpu", "fp32")
+    assert train.load_recipe(compile=True, steps=1).compiles("cpu", "fp32")  # asked for: on
     assert not recipe.compiles("cuda", "fp32") and not recipe.compiles("cuda", "bf16")
     assert train.load_recipe(compile=True).compiles("cpu", "bf16")  # asked for: on
     assert not train.load_recipe(compile="auto", load_in_4bit=True).compiles("cpu", "fp32")
