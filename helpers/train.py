@@ -62,6 +62,8 @@ class SFTRecipe:
     min_lr_rate: float = 0.0
     # torch.compile each decoder layer while training: "auto" means on a CPU in fp32 (compiles())
     compile: bool | str = False
+    # clip the gradient's global norm to this before each step (transformers' default is 1.0)
+    max_grad_norm: float = 1.0
 
     def to_dict(self) -> dict:
         """JSON-friendly view for model cards and metrics."""
@@ -116,6 +118,10 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
         raise RecipeError(
             f"{where}: field 'compile' must be true, false or auto, got {merged['compile']!r}"
         )
+    norm = merged.get("max_grad_norm", 1.0)
+    if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not norm > 0:
+        where = "override" if "max_grad_norm" in overrides else path
+        raise RecipeError(f"{where}: field 'max_grad_norm' must be a number above 0, got {norm!r}")
     if isinstance(merged["targets"], list):
         merged["targets"] = tuple(merged["targets"])
     merged["save_steps"] = tuple(merged.get("save_steps", ()))
@@ -196,6 +202,7 @@ def sft_config(recipe: SFTRecipe, out_dir: Path, device: str, dtype: str | None 
         lr_scheduler_type=recipe.scheduler,
         lr_scheduler_kwargs=scheduler_kwargs(recipe),
         warmup_steps=recipe.warmup_steps,
+        max_grad_norm=recipe.max_grad_norm,
         max_length=recipe.max_length,
         train_sampling_strategy=sampler_for(recipe),
         **{checkpointing_arg(): recipe.activation_checkpointing},
@@ -237,6 +244,7 @@ def shared_args() -> tuple[str, ...]:
         "lr_scheduler_type",
         "lr_scheduler_kwargs",
         "warmup_steps",
+        "max_grad_norm",
         "max_length",
         "train_sampling_strategy",
         checkpointing_arg(),
@@ -282,6 +290,7 @@ def expected_args(recipe: SFTRecipe) -> dict:
         "lr_scheduler_type": recipe.scheduler,
         "lr_scheduler_kwargs": scheduler_kwargs(recipe),
         "warmup_steps": recipe.warmup_steps,
+        "max_grad_norm": recipe.max_grad_norm,
         "max_length": recipe.max_length,
         "train_sampling_strategy": sampler_for(recipe),
         checkpointing_arg(): recipe.activation_checkpointing,
@@ -304,6 +313,7 @@ def from_axolotl(cfg: dict) -> dict:
         "lr_scheduler_type": cfg["lr_scheduler"],
         "lr_scheduler_kwargs": cfg.get("lr_scheduler_kwargs") or {},
         "warmup_steps": cfg["warmup_steps"],
+        "max_grad_norm": cfg["max_grad_norm"],
         "max_length": cfg["sequence_len"],
         checkpointing_arg(): cfg["gradient_checkpointing"],
         "seed": cfg["seed"],
@@ -799,6 +809,7 @@ def axolotl_config(
         "lr_scheduler": recipe.scheduler,
         "lr_scheduler_kwargs": scheduler_kwargs(recipe),
         "warmup_steps": recipe.warmup_steps,
+        "max_grad_norm": recipe.max_grad_norm,
         "group_by_length": recipe.sampling != "random",
         "gradient_checkpointing": recipe.activation_checkpointing,
         "optimizer": "adamw_bnb_8bit",

@@ -24,6 +24,9 @@ def test_recipe_to_lora_and_sft_configs(tmp_path):
     sc = train.sft_config(recipe, tmp_path, "cpu", dtype="fp32")
     assert sc.use_cpu and not sc.bf16 and sc.max_steps == 5 and sc.optim == "adamw_torch"
     assert sc.learning_rate == recipe.lr and sc.train_sampling_strategy == train.sampler_for(recipe)
+    assert sc.max_grad_norm == recipe.max_grad_norm == 1.0  # transformers' default, written out
+    clipped = train.sft_config(train.load_recipe(max_grad_norm=0.3), tmp_path, "cpu", dtype="fp32")
+    assert clipped.max_grad_norm == 0.3
 
 
 def test_recipe_file_is_the_single_source():
@@ -124,6 +127,11 @@ def test_bad_recipe_fields_are_named(tmp_path):
     bad.write_text("rank: 4\n")
     with pytest.raises(train.RecipeError, match="missing recipe field"):
         train.load_recipe(bad)
+    for norm in (0, -1.0, "0.3", True):
+        with pytest.raises(
+            train.RecipeError, match="^override: field 'max_grad_norm' must be a number above 0"
+        ):
+            train.load_recipe(max_grad_norm=norm)
 
 
 def test_prompt_completion_puts_the_answer_in_the_completion():
