@@ -118,10 +118,6 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
         raise RecipeError(
             f"{where}: field 'compile' must be true, false or auto, got {merged['compile']!r}"
         )
-    norm = merged.get("max_grad_norm", 1.0)
-    if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not norm > 0:
-        where = "override" if "max_grad_norm" in overrides else path
-        raise RecipeError(f"{where}: field 'max_grad_norm' must be a number above 0, got {norm!r}")
     if isinstance(merged["targets"], list):
         merged["targets"] = tuple(merged["targets"])
     merged["save_steps"] = tuple(merged.get("save_steps", ()))
@@ -136,6 +132,10 @@ def load_recipe(path: str | Path = RECIPE_PATH, **overrides) -> SFTRecipe:
             f"{where}: field 'min_lr_rate' must be a share of lr above 0 and below 1 with "
             f"scheduler {COSINE_FLOOR}, got {recipe.min_lr_rate!r}"
         )
+    norm = recipe.max_grad_norm
+    if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not norm > 0:
+        where = "override" if "max_grad_norm" in overrides else path
+        raise RecipeError(f"{where}: field 'max_grad_norm' must be a number above 0, got {norm!r}")
     if recipe.scheduler == WSD and not 0 < decay_phase(recipe) <= recipe.steps:
         raise RecipeError(
             f"{path}: field 'decay_steps' must give 1..{recipe.steps} steps with "
