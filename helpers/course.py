@@ -30,14 +30,32 @@ class CourseError(ValueError):
     valid ones."""
 
 
+# What the smoke profile adds beyond the ablation profile's lists: two draws of flipped pairs, the
+# fewest for which notebook 05's noise cell gives a verdict.
+SMOKE_EXTRA = {"05_dpo_and_siblings": {"N_NOISE_DRAWS": 2}}
+
+
+def smoke_profile(known: dict[str, dict]) -> dict[str, dict]:
+    """CI's sizes and steps with every list the ablation profile sets (arms, seeds, rates,
+    temperatures): each code path of `PROFILE=ablation` (8-9 h) in about 35 min."""
+    out = {}
+    for nb, ci in known["ci"].items():
+        heavy = {k: v for k, v in known["ablation"].get(nb, {}).items() if isinstance(v, list)}
+        # a CI list the ablation profile leaves alone goes too, so the learner's list runs
+        sizes = {k: v for k, v in ci.items() if not isinstance(v, list)}
+        out[nb] = {**sizes, **heavy, **SMOKE_EXTRA.get(nb, {})}
+    return out
+
+
 def profiles() -> dict[str, dict]:
-    """Every profile in notebooks/profiles.json."""
-    return json.loads((repo_root() / "notebooks" / "profiles.json").read_text())
+    """Every profile in notebooks/profiles.json, and `smoke`, derived from its ci and ablation."""
+    known = json.loads((repo_root() / "notebooks" / "profiles.json").read_text())
+    return {**known, "smoke": smoke_profile(known)}
 
 
 def profile(name: str) -> dict[str, dict]:
-    """Per-notebook parameters of a profile (full, ci, ablation, or a GPU one: t4, rtx4090) from
-    notebooks/profiles.json."""
+    """Per-notebook parameters of a profile (full, ci, ablation, smoke, or a GPU one: t4, rtx4090)
+    from notebooks/profiles.json."""
     known = profiles()
     if name not in known:
         raise CourseError(

@@ -25,7 +25,7 @@ RUNNER = [sys.executable, str(course.repo_root() / "scripts" / "run_course.py")]
             ["--profile", "t4"],
             "profile 't4' needs a CUDA GPU and the model hub "
             "(llama-3.2-3b); this machine "
-            "has no CUDA, so it was not run: choose one of full, ci, ablation here",
+            "has no CUDA, so it was not run: choose one of full, ci, ablation, smoke here",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
         ),
     ],
@@ -142,7 +142,12 @@ def test_gpu_profiles_name_hub_models_and_the_others_run_offline():
     assert course.hub_models("t4") == ["llama-3.2-3b"] and course.hub_models("rtx4090") == [
         "llama-3.1-8b"
     ]
-    assert [k for k in course.profiles() if not course.hub_models(k)] == ["full", "ci", "ablation"]
+    assert [k for k in course.profiles() if not course.hub_models(k)] == [
+        "full",
+        "ci",
+        "ablation",
+        "smoke",
+    ]
     course.check_runnable("t4", cuda=True)  # a GPU machine may run it
     course.check_runnable("full", cuda=False)
     with pytest.raises(course.CourseError, match="profile 'rtx4090' needs a CUDA GPU"):
@@ -194,3 +199,20 @@ def test_make_test_runs_every_notebook_test_once_and_after_what_it_reads():
         )
     with pytest.raises(ValueError, match="must run exactly once"):
         rt["check_phases"]([[["01", "02", "03", "04"]], [["05"], ["06", "07", "08"]]])
+
+
+def test_smoke_runs_every_ablation_arm_at_ci_sizes():
+    """`PROFILE=smoke` takes every code path of the 8-hour ablation profile at CI's sizes: the
+    ablation profile's lists (arms, seeds, rates), CI's sizes and steps, and the learner's list
+    wherever CI shortens one the ablation profile leaves alone (notebook 08's server arms)."""
+    ci, ablation, smoke = (course.profile(k) for k in ("ci", "ablation", "smoke"))
+    assert set(smoke) == set(ci)
+    for nb, params in smoke.items():
+        for name, value in ablation.get(nb, {}).items():
+            if isinstance(value, list):
+                assert params[name] == value, (nb, name)
+        for name, value in ci[nb].items():
+            if not isinstance(value, list):
+                assert params[name] == course.SMOKE_EXTRA.get(nb, {}).get(name, value), (nb, name)
+    assert "BENCH_SERVER_BATCHING" not in smoke["08_serving"]  # CI runs 'off' alone
+    assert smoke["05_dpo_and_siblings"]["N_NOISE_DRAWS"] >= 2  # the noise cell's verdict
