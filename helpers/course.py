@@ -37,7 +37,7 @@ SMOKE_EXTRA = {"05_dpo_and_siblings": {"N_NOISE_DRAWS": 2}}
 
 def smoke_profile(known: dict[str, dict]) -> dict[str, dict]:
     """CI's sizes and steps with every list the ablation profile sets (arms, seeds, rates,
-    temperatures): each code path of `PROFILE=ablation` (8-9 h) in about 35 min."""
+    temperatures): each code path of `PROFILE=ablation` (8-9 h); 31 min on the Zen 5 in bf16."""
     out = {}
     for nb, ci in known["ci"].items():
         heavy = {k: v for k, v in known["ablation"].get(nb, {}).items() if isinstance(v, list)}

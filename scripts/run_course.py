@@ -1,13 +1,14 @@
 """Run the course's notebooks in order with papermill into one runs/<timestamp>-<profile>/ folder;
 print a summary.
 
-Usage: python scripts/run_course.py [--profile full|ci|ablation|t4|rtx4090] [--only 01,02] [--from
-06 [--run-dir runs/...]]
+Usage: python scripts/run_course.py [--profile full|ci|ablation|smoke|t4|rtx4090] [--only 01,02]
+[--from 06 [--run-dir runs/...]]
 
 --from resumes a course: it reruns that notebook and the ones after it inside an earlier run folder
 (the newest one of the same profile unless --run-dir names one), so they find the earlier notebooks'
 artifacts where they left them. t4 and rtx4090 are the GPU profiles (hub models, Unsloth 4-bit):
 written down for Colab and a 4090, never run here; without CUDA they stop at once with one line.
+smoke runs every arm of the ablation profile at CI's sizes (helpers.course.smoke_profile).
 """
 
 from __future__ import annotations

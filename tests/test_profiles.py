@@ -18,7 +18,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 from helpers import course, curation, models
 
 NOTEBOOKS = course.notebooks()
-# full, ci, ablation and the GPU profiles (t4, rtx4090: sizes cells only here)
+# full, ci, ablation, smoke and the GPU profiles (t4, rtx4090: sizes cells only here)
 PROFILES = tuple(course.profiles())
 # Notebook 02 reads the whole raw dump whatever its parameters: it has no size to check.
 WITHOUT_SIZES = {"02_data_curation"}
